@@ -1,0 +1,41 @@
+# emoflow: two commands on a fresh clone (see README):
+#   make demo   installs into .venv and runs the main job on the bundled sample
+#   make test   installs (with dev tools) and runs ruff, mypy and the whole test suite
+VENV   ?= .venv
+PYTHON ?= python3
+# The CPU build of torch; set TORCH= "torch==2.13.0 --index-url ..." for a CUDA build.
+TORCH  ?= torch==2.13.0
+BIN     = $(VENV)/bin
+OUT    ?= out
+
+.PHONY: install demo test lint typecheck pytest bench clean
+
+$(BIN)/.installed: pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install -q --upgrade pip
+	$(BIN)/python -m pip install -q $(TORCH)
+	$(BIN)/python -m pip install -q -e ".[dev]"
+	touch $@
+
+install: $(BIN)/.installed
+
+demo: install
+	$(BIN)/emoflow sentences examples/sample.transcript.json --audio examples/sample.flac --format srt
+
+lint: install
+	$(BIN)/ruff check src tests benchmarks
+	$(BIN)/ruff format --check src tests benchmarks
+
+typecheck: install
+	$(BIN)/mypy
+
+pytest: install
+	$(BIN)/pytest -q
+
+test: lint typecheck pytest
+
+bench: install
+	$(BIN)/python benchmarks/bench_alignment.py
+
+clean:
+	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache

@@ -1,0 +1,3 @@
+from emoflow.cli import main
+
+main()

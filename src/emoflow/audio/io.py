@@ -1,0 +1,231 @@
+"""Decode, downmix, resample and validate audio.
+
+Input: a path, a binary file object, or ``(array, sample_rate)``. Output: an
+:class:`Audio` holding mono float32 samples at 16 kHz. soundfile (libsndfile) reads
+WAV/FLAC/OGG/MP3; containers it cannot read (m4a, mp4, webm, ...) go through PyAV.
+Files are decoded and resampled block by block into one preallocated buffer, so a
+long recording is never held twice.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import os
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import IO, Any, Union
+
+import numpy as np
+import soundfile as sf
+import soxr
+
+from emoflow.errors import AudioError
+
+log = logging.getLogger(__name__)
+
+TARGET_RATE = 16000
+BLOCK_FRAMES = 1 << 18  # ~6 s at 44.1 kHz per decode block
+MIN_RATE = 4000
+
+AudioSource = Union[str, os.PathLike, IO[bytes], tuple[np.ndarray, int]]  # noqa: UP007 (runtime alias)
+
+
+@dataclass(frozen=True)
+class Audio:
+    """Mono float32 samples at :data:`TARGET_RATE`, plus what the source was."""
+
+    samples: np.ndarray
+    sample_rate: int = TARGET_RATE
+    source_rate: int = TARGET_RATE
+    source_channels: int = 1
+    path: str | None = None
+
+    @property
+    def duration(self) -> float:
+        return len(self.samples) / self.sample_rate
+
+    def slice(self, start: float, end: float) -> np.ndarray:
+        """Samples between two times in seconds (a view, clipped to the recording)."""
+        from emoflow.types import seconds_to_samples
+
+        a = max(0, seconds_to_samples(start, self.sample_rate))
+        b = min(len(self.samples), seconds_to_samples(end, self.sample_rate))
+        return self.samples[a : max(a, b)]
+
+
+def _name(source: Any) -> str:
+    if isinstance(source, (str, os.PathLike)):
+        return str(source)
+    return getattr(source, "name", None) or "<file object>"
+
+
+def _check_block(block: np.ndarray, name: str) -> None:
+    if not np.isfinite(block).all():
+        raise AudioError(f"{name}: audio contains NaN or infinite samples; re-export the file as PCM")
+
+
+class _Buffer:
+    """A growable float32 buffer: preallocated to the expected size, grown rarely."""
+
+    def __init__(self, capacity: int) -> None:
+        self.data = np.empty(max(capacity, 1), dtype=np.float32)
+        self.n = 0
+
+    def append(self, x: np.ndarray) -> None:
+        need = self.n + len(x)
+        if need > len(self.data):
+            self.data = np.resize(self.data, max(need, int(len(self.data) * 1.5)))
+        self.data[self.n : need] = x
+        self.n = need
+
+    def result(self) -> np.ndarray:
+        return self.data[: self.n]
+
+
+def _resample_blocks(
+    blocks: Iterator[np.ndarray], rate: int, expected_frames: int | None, name: str
+) -> np.ndarray:
+    """Downmix (frames, channels) blocks, resample to 16 kHz, check values; one output buffer."""
+    capacity = math.ceil(expected_frames * TARGET_RATE / rate) + 64 if expected_frames else TARGET_RATE * 60
+    out = _Buffer(capacity)
+    stream = (
+        soxr.ResampleStream(rate, TARGET_RATE, 1, dtype="float32", quality="HQ")
+        if rate != TARGET_RATE
+        else None
+    )
+    for block in blocks:
+        _check_block(block, name)
+        mono = block.mean(axis=1, dtype=np.float32) if block.ndim == 2 else block.astype(np.float32)
+        out.append(stream.resample_chunk(mono) if stream is not None else mono)
+    if stream is not None:
+        out.append(stream.resample_chunk(np.zeros(0, dtype=np.float32), last=True))
+    return out.result()
+
+
+def _read_soundfile(source: Any, name: str) -> tuple[np.ndarray, int, int]:
+    with sf.SoundFile(source) as f:
+        rate, channels, frames = f.samplerate, f.channels, f.frames
+        _check_rate(rate, name)
+        blocks = f.blocks(blocksize=BLOCK_FRAMES, dtype="float32", always_2d=True)
+        samples = _resample_blocks(blocks, rate, frames if frames > 0 else None, name)
+    return samples, rate, channels
+
+
+def _read_av(source: Any, name: str) -> tuple[np.ndarray, int, int]:
+    import av
+
+    try:
+        container = av.open(source if not isinstance(source, os.PathLike) else os.fspath(source))
+    except Exception as e:  # PyAV raises many FFmpeg error classes
+        raise AudioError(f"{name}: not a readable audio file ({_short(e)})") from e
+    with container:
+        if not container.streams.audio:
+            raise AudioError(f"{name}: not an audio file (no audio stream found)")
+        stream = container.streams.audio[0]
+        rate = int(stream.rate or stream.codec_context.sample_rate or 0)
+        channels = int(stream.codec_context.channels or 1)
+        _check_rate(rate, name)
+        expected = None
+        if stream.duration is not None and stream.time_base is not None:
+            expected = int(stream.duration * stream.time_base * rate)
+        # normalise every frame to planar float at the source rate; downmix + soxr below
+        resampler = av.AudioResampler(format="fltp", rate=rate)
+
+        def blocks() -> Iterator[np.ndarray]:
+            try:
+                for frame in container.decode(stream):
+                    for f in resampler.resample(frame):
+                        yield f.to_ndarray().T
+            except (av.FFmpegError, ValueError) as e:
+                raise AudioError(f"{name}: the audio data is corrupt ({_short(e)})") from e
+
+        samples = _resample_blocks(blocks(), rate, expected, name)
+    return samples, rate, channels
+
+
+def _short(e: BaseException) -> str:
+    return str(e).strip().splitlines()[0][:160] if str(e).strip() else type(e).__name__
+
+
+def _check_rate(rate: int, name: str) -> None:
+    if rate < MIN_RATE:
+        raise AudioError(f"{name}: sample rate {rate} Hz is too low for speech (need >= {MIN_RATE} Hz)")
+    if rate < 8000:
+        log.warning(
+            "%s: sample rate %d Hz is below 8 kHz; emotion and ASR models will be unreliable", name, rate
+        )
+
+
+def _from_array(array: np.ndarray, rate: int) -> tuple[np.ndarray, int, int]:
+    a = np.asarray(array)
+    if a.ndim not in (1, 2):
+        raise AudioError(f"audio array must be 1-D (frames) or 2-D (frames, channels), got shape {a.shape}")
+    if a.ndim == 2 and a.shape[0] < a.shape[1] and a.shape[0] <= 16:
+        a = a.T  # (channels, frames) -> (frames, channels)
+    if np.issubdtype(a.dtype, np.integer):
+        a = a.astype(np.float32) / float(np.iinfo(a.dtype).max)
+    elif not np.issubdtype(a.dtype, np.floating):
+        raise AudioError(f"audio array must be numeric, got dtype {a.dtype}")
+    if not isinstance(rate, (int, np.integer)) or rate <= 0:
+        raise AudioError(f"sample rate must be a positive integer, got {rate!r}")
+    _check_rate(int(rate), "audio array")
+    channels = 1 if a.ndim == 1 else a.shape[1]
+    a2 = a if a.ndim == 2 else a[:, None]
+    blocks = (a2[i : i + BLOCK_FRAMES] for i in range(0, len(a2), BLOCK_FRAMES))
+    return _resample_blocks(blocks, int(rate), len(a2), "audio array"), int(rate), channels
+
+
+def load_audio(source: AudioSource | Audio) -> Audio:
+    """Load any supported audio as mono float32 at 16 kHz.
+
+    Raises :class:`~emoflow.errors.AudioError` with a one-line reason for a missing file,
+    content that is not audio, a corrupt file, zero samples, or NaN/inf samples.
+    """
+    if isinstance(source, Audio):
+        return source
+    path: str | None = None
+    if isinstance(source, tuple):
+        if len(source) != 2:
+            raise AudioError("an audio tuple must be (array, sample_rate)")
+        samples, rate, channels = _from_array(*source)
+        name = "audio array"
+    else:
+        name = _name(source)
+        if isinstance(source, (str, os.PathLike)):
+            p = Path(source)
+            if not p.exists():
+                raise AudioError(f"{name}: no such file")
+            if p.is_dir():
+                raise AudioError(f"{name}: is a directory, not an audio file")
+            if p.stat().st_size == 0:
+                raise AudioError(f"{name}: the file is empty")
+            path = str(p)
+        try:
+            samples, rate, channels = _read_soundfile(source, name)
+        except sf.LibsndfileError as e:
+            log.debug("soundfile cannot read %s (%s); trying PyAV", name, e)
+            if hasattr(source, "seek"):
+                source.seek(0)
+            samples, rate, channels = _read_av(source, name)
+        except RuntimeError as e:  # libsndfile decode errors mid-stream
+            raise AudioError(f"{name}: the audio data is corrupt ({_short(e)})") from e
+    if len(samples) == 0:
+        raise AudioError(f"{name}: the audio has zero samples")
+    return Audio(
+        samples=samples, sample_rate=TARGET_RATE, source_rate=rate, source_channels=channels, path=path
+    )
+
+
+def audio_info(path: str | os.PathLike) -> dict[str, Any]:
+    """Header facts (rate, channels, frames, duration) without decoding, when soundfile can read it."""
+    info = sf.info(str(path))
+    return {
+        "sample_rate": info.samplerate,
+        "channels": info.channels,
+        "frames": info.frames,
+        "duration_s": info.duration,
+        "format": info.format,
+        "subtype": info.subtype,
+    }

@@ -1,0 +1,156 @@
+"""The ``emoflow`` command line: parse, build the configuration, call the library.
+
+Errors are one line on stderr starting with ``error:`` (a traceback only with
+``--debug``). Exit codes: 0 ok, 1 internal error, 2 usage, 3 bad input, 4 model unavailable.
+"""
+
+from __future__ import annotations
+
+import logging
+import sys
+import warnings
+from enum import Enum
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+from rich.console import Console
+
+from emoflow.errors import EmoflowError
+
+app = typer.Typer(
+    name="emoflow",
+    help="Multimodal emotion recognition from speech and text.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+)
+err = Console(stderr=True, highlight=False, soft_wrap=True)
+_state: dict[str, Any] = {"debug": False}
+
+
+class SentenceFormat(str, Enum):
+    json = "json"
+    csv = "csv"
+    srt = "srt"
+
+
+class SplitterName(str, Enum):
+    auto = "auto"
+    pysbd = "pysbd"
+    nltk = "nltk"
+    pauses = "pauses"
+
+
+def _show_warning(
+    message: Warning | str,
+    category: type[Warning],
+    filename: str,
+    lineno: int,
+    file: Any = None,
+    line: str | None = None,
+) -> None:
+    err.print(f"warning: {message}", markup=False)
+
+
+@app.callback()
+def _main(
+    debug: Annotated[bool, typer.Option("--debug", help="Show tracebacks and debug logs.")] = False,
+    verbose: Annotated[bool, typer.Option("--verbose", "-v", help="Show progress logs.")] = False,
+) -> None:
+    _state["debug"] = debug
+    logging.basicConfig(
+        level=logging.DEBUG if debug else logging.INFO if verbose else logging.WARNING,
+        format="%(levelname)s %(name)s: %(message)s",
+        stream=sys.stderr,
+    )
+    warnings.showwarning = _show_warning
+
+
+def _emit(text: str, out: Path | None) -> None:
+    if out is None:
+        sys.stdout.write(text)
+    else:
+        from emoflow.export.files import write_text_atomic
+
+        write_text_atomic(out, text)
+
+
+@app.command()
+def sentences(
+    transcript: Annotated[
+        Path,
+        typer.Argument(
+            help="Word-level transcript JSON (CrisperWhisper/transformers, faster-whisper or emoflow)."
+        ),
+    ],
+    audio: Annotated[
+        Path | None,
+        typer.Option(
+            help="The recording: refines sentence times to its speech and checks the transcript fits it."
+        ),
+    ] = None,
+    fmt: Annotated[SentenceFormat, typer.Option("--format", help="Output format.")] = SentenceFormat.json,
+    out: Annotated[Path | None, typer.Option(help="Output file (default: stdout).")] = None,
+    splitter: Annotated[SplitterName, typer.Option(help="How to find sentences.")] = SplitterName.auto,
+    pause: Annotated[
+        float, typer.Option(help="Pause (s) that ends a sentence when splitting at pauses.")
+    ] = 0.7,
+    max_sentence: Annotated[
+        float, typer.Option(help="Longest sentence (s) before splitting at pauses.")
+    ] = 30.0,
+    drop_fillers: Annotated[bool, typer.Option("--drop-fillers", help="Remove fillers like [UM].")] = False,
+    pause_adjust: Annotated[
+        bool, typer.Option("--pause-adjust", help="Apply CrisperWhisper's pause adjustment.")
+    ] = False,
+    no_refine: Annotated[
+        bool, typer.Option("--no-refine", help="Keep word-based times even with audio.")
+    ] = False,
+) -> None:
+    """Sentences with start and end times from a word-level transcript."""
+    from emoflow.asr.transcript_io import read_transcript
+    from emoflow.audio.io import load_audio
+    from emoflow.export.sentences import FORMATS
+    from emoflow.text.sentences import SentenceConfig, SentenceSegmenter
+
+    config = SentenceConfig(
+        splitter=splitter.value, pause_s=pause, max_sentence_s=max_sentence, refine=not no_refine
+    )
+    rec = load_audio(audio) if audio is not None else None
+    tr = read_transcript(
+        transcript,
+        audio_duration=rec.duration if rec else None,
+        drop_fillers=drop_fillers,
+        pause_adjust=pause_adjust,
+    )
+    result = SentenceSegmenter(config)(tr, rec)
+    _emit(FORMATS[fmt.value](result), out)
+
+
+def main() -> None:
+    """Console entry point: map errors to one line and an exit code."""
+    try:
+        app(standalone_mode=False)
+    except EmoflowError as e:
+        if _state["debug"]:
+            err.print_exception()
+        err.print(f"error: {e}", markup=False)
+        sys.exit(e.exit_code)
+    except typer.Exit as e:
+        sys.exit(e.exit_code)
+    except typer.Abort:
+        err.print("error: aborted")
+        sys.exit(130)
+    except Exception as e:
+        # usage errors (typer's vendored click) print themselves and carry exit code 2
+        show, code = getattr(e, "show", None), getattr(e, "exit_code", None)
+        if callable(show) and isinstance(code, int):
+            show()
+            sys.exit(code)
+        if _state["debug"]:
+            err.print_exception()
+        err.print(
+            f"error: internal error: {type(e).__name__}: {e} (run with --debug for the traceback)",
+            markup=False,
+        )
+        sys.exit(1)

@@ -1,0 +1,42 @@
+"""Sentence tables as JSON, CSV and SRT."""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+from collections.abc import Sequence
+
+from emoflow.types import Sentence, sentences_to_dict
+
+
+def srt_time(t: float) -> str:
+    ms = int(round(t * 1000))
+    h, rem = divmod(ms, 3_600_000)
+    m, rem = divmod(rem, 60_000)
+    s, ms = divmod(rem, 1000)
+    return f"{h:02d}:{m:02d}:{s:02d},{ms:03d}"
+
+
+def sentences_srt(sentences: Sequence[Sentence]) -> str:
+    blocks = [
+        f"{i}\n{srt_time(s.start)} --> {srt_time(s.end)}\n{s.text}\n"
+        for i, s in enumerate(sentences, start=1)
+    ]
+    return "\n".join(blocks)
+
+
+def sentences_csv(sentences: Sequence[Sentence]) -> str:
+    buf = io.StringIO()
+    w = csv.writer(buf, lineterminator="\n")
+    w.writerow(["index", "start", "end", "text"])
+    for s in sentences:
+        w.writerow([s.index, f"{s.start:.3f}", f"{s.end:.3f}", s.text])
+    return buf.getvalue()
+
+
+def sentences_json(sentences: Sequence[Sentence]) -> str:
+    return json.dumps(sentences_to_dict(sentences), ensure_ascii=False, indent=1) + "\n"
+
+
+FORMATS = {"json": sentences_json, "csv": sentences_csv, "srt": sentences_srt}

@@ -1,0 +1,1 @@
+"""Text stages: sentences with timings, text emotion, emotion sequences, distributional embeddings."""

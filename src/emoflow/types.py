@@ -1,0 +1,212 @@
+"""Typed values passed between stages. All times are seconds (floats).
+
+Other units carry their unit in the name (``*_samples``, ``*_ms``); seconds become
+samples only through :func:`seconds_to_samples`.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+SCHEMA_VERSION = "1.0"
+
+
+def seconds_to_samples(seconds: float, sample_rate: int) -> int:
+    """Convert a time in seconds to a sample index, rounding to the nearest sample."""
+    return int(math.floor(seconds * sample_rate + 0.5))
+
+
+def samples_to_seconds(samples: int, sample_rate: int) -> float:
+    return samples / sample_rate
+
+
+@dataclass(frozen=True, slots=True)
+class TimeSpan:
+    """A closed interval ``[start, end]`` in seconds with ``0 <= start <= end``."""
+
+    start: float
+    end: float
+
+    def __post_init__(self) -> None:
+        if not (math.isfinite(self.start) and math.isfinite(self.end)):
+            raise ValueError(f"TimeSpan needs finite times, got ({self.start}, {self.end})")
+        if self.start < 0:
+            raise ValueError(f"TimeSpan start must be >= 0, got {self.start}")
+        if self.end < self.start:
+            raise ValueError(f"TimeSpan end ({self.end}) is before start ({self.start})")
+
+    @property
+    def duration(self) -> float:
+        return self.end - self.start
+
+    @property
+    def middle(self) -> float:
+        return (self.start + self.end) / 2
+
+    def overlaps(self, other: TimeSpan) -> bool:
+        """True when the spans share more than a single instant."""
+        return min(self.end, other.end) > max(self.start, other.start)
+
+    def intersection(self, other: TimeSpan) -> TimeSpan | None:
+        start, end = max(self.start, other.start), min(self.end, other.end)
+        return TimeSpan(start, end) if end >= start else None
+
+    def overlap_duration(self, other: TimeSpan) -> float:
+        return max(0.0, min(self.end, other.end) - max(self.start, other.start))
+
+    def contains(self, t: float) -> bool:
+        return self.start <= t <= self.end
+
+    def to_list(self) -> list[float]:
+        return [self.start, self.end]
+
+
+@dataclass(frozen=True, slots=True)
+class Word:
+    """One word of a transcript with its time span; ``probability`` when the ASR gives one."""
+
+    text: str
+    span: TimeSpan
+    probability: float | None = None
+
+    @property
+    def start(self) -> float:
+        return self.span.start
+
+    @property
+    def end(self) -> float:
+        return self.span.end
+
+    def to_dict(self) -> dict[str, Any]:
+        d: dict[str, Any] = {"text": self.text, "start": self.start, "end": self.end}
+        if self.probability is not None:
+            d["probability"] = self.probability
+        return d
+
+    @classmethod
+    def from_dict(cls, d: Mapping[str, Any]) -> Word:
+        prob = d.get("probability")
+        return cls(
+            str(d["text"]),
+            TimeSpan(float(d["start"]), float(d["end"])),
+            None if prob is None else float(prob),
+        )
+
+
+def join_words(words: Iterable[Word]) -> str:
+    """The text of a run of words: their texts joined by single spaces."""
+    return " ".join(w.text for w in words)
+
+
+@dataclass(frozen=True, slots=True)
+class Transcript:
+    """Words with times, the text they make up and the language (ISO code) when known."""
+
+    words: tuple[Word, ...]
+    language: str | None = None
+    text: str = ""
+
+    def __post_init__(self) -> None:
+        if not self.text and self.words:
+            object.__setattr__(self, "text", join_words(self.words))
+
+    @property
+    def span(self) -> TimeSpan | None:
+        return TimeSpan(self.words[0].start, self.words[-1].end) if self.words else None
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "schema_version": SCHEMA_VERSION,
+            "text": self.text,
+            "language": self.language,
+            "words": [w.to_dict() for w in self.words],
+        }
+
+    @classmethod
+    def from_dict(cls, d: Mapping[str, Any]) -> Transcript:
+        return cls(tuple(Word.from_dict(w) for w in d["words"]), d.get("language"), d.get("text", ""))
+
+    def to_hf_chunks(self) -> dict[str, Any]:
+        """The CrisperWhisper / transformers-pipeline JSON shape: ``{"text", "chunks"}``."""
+        return {
+            "text": self.text,
+            "chunks": [{"text": " " + w.text, "timestamp": [w.start, w.end]} for w in self.words],
+        }
+
+
+@dataclass(frozen=True, slots=True)
+class Sentence:
+    """A sentence: its position, text, time span and the words it is made of.
+
+    Right after alignment ``span`` runs from the first word's start to the last word's
+    end; after boundary refinement it is the speech inside that range.
+    """
+
+    index: int
+    text: str
+    span: TimeSpan
+    words: tuple[Word, ...] = field(default=())
+
+    @property
+    def start(self) -> float:
+        return self.span.start
+
+    @property
+    def end(self) -> float:
+        return self.span.end
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "index": self.index,
+            "text": self.text,
+            "start": self.start,
+            "end": self.end,
+            "words": [{"text": w.text, "start": w.start, "end": w.end} for w in self.words],
+        }
+
+    @classmethod
+    def from_dict(cls, d: Mapping[str, Any]) -> Sentence:
+        return cls(
+            int(d["index"]),
+            str(d["text"]),
+            TimeSpan(float(d["start"]), float(d["end"])),
+            tuple(Word.from_dict(w) for w in d.get("words", [])),
+        )
+
+
+def sentences_to_dict(sentences: Sequence[Sentence]) -> dict[str, Any]:
+    return {"schema_version": SCHEMA_VERSION, "sentences": [s.to_dict() for s in sentences]}
+
+
+def sentences_from_dict(d: Mapping[str, Any]) -> list[Sentence]:
+    return [Sentence.from_dict(s) for s in d["sentences"]]
+
+
+@dataclass(frozen=True, slots=True)
+class EmotionScores:
+    """Scores over a label set, in the model's label order (probabilities summing to 1)."""
+
+    labels: tuple[str, ...]
+    scores: tuple[float, ...]
+
+    def __post_init__(self) -> None:
+        if len(self.labels) != len(self.scores):
+            raise ValueError(f"{len(self.labels)} labels but {len(self.scores)} scores")
+
+    @property
+    def top(self) -> str:
+        return self.labels[max(range(len(self.scores)), key=self.scores.__getitem__)]
+
+    def ranked(self) -> list[tuple[str, float]]:
+        """(label, score) pairs sorted by score, highest first (ties keep model order)."""
+        return sorted(zip(self.labels, self.scores, strict=True), key=lambda p: -p[1])
+
+    def to_dict(self, sort: bool = True) -> dict[str, list[Any]]:
+        pairs = self.ranked() if sort else list(zip(self.labels, self.scores, strict=True))
+        return {"labels": [p[0] for p in pairs], "scores": [float(p[1]) for p in pairs]}
+
+    def as_mapping(self) -> dict[str, float]:
+        return dict(zip(self.labels, self.scores, strict=True))

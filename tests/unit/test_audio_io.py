@@ -1,0 +1,136 @@
+import io
+
+import numpy as np
+import pytest
+import soundfile as sf
+
+from emoflow.audio.io import TARGET_RATE, load_audio
+from emoflow.errors import AudioError
+from tests.conftest import need_shared
+
+
+def tone(seconds: float, rate: int, channels: int = 1, freq: float = 440.0) -> np.ndarray:
+    t = np.arange(int(seconds * rate)) / rate
+    x = (0.3 * np.sin(2 * np.pi * freq * t)).astype(np.float32)
+    return np.stack([x] * channels, axis=1) if channels > 1 else x
+
+
+@pytest.mark.parametrize("rate", [8000, 11025, 16000, 22050, 44100, 48000])
+@pytest.mark.parametrize(
+    ("fmt", "subtype"),
+    [
+        ("WAV", "PCM_16"),
+        ("WAV", "PCM_24"),
+        ("WAV", "PCM_32"),
+        ("WAV", "FLOAT"),
+        ("FLAC", "PCM_24"),
+        ("OGG", "VORBIS"),
+    ],
+)
+def test_formats_rates_and_depths_load_to_16k_mono(tmp_path, rate, fmt, subtype):
+    path = tmp_path / f"x.{fmt.lower()}"
+    sf.write(path, tone(1.5, rate, channels=2), rate, format=fmt, subtype=subtype)
+    a = load_audio(path)
+    assert a.sample_rate == TARGET_RATE and a.samples.dtype == np.float32 and a.samples.ndim == 1
+    assert a.source_rate == rate and a.source_channels == 2
+    assert a.duration == pytest.approx(1.5, abs=2 / TARGET_RATE)
+    # a 440 Hz tone stays a 440 Hz tone (resampling kept the pitch and the level)
+    spec = np.abs(np.fft.rfft(a.samples))
+    assert np.fft.rfftfreq(len(a.samples), 1 / TARGET_RATE)[spec.argmax()] == pytest.approx(440, abs=2)
+    assert np.abs(a.samples).max() == pytest.approx(0.3, abs=0.03)
+
+
+def test_mp3(tmp_path):
+    path = tmp_path / "x.mp3"
+    try:
+        sf.write(path, tone(2.0, 44100), 44100, format="MP3")
+    except (sf.LibsndfileError, ValueError, TypeError):
+        pytest.skip("this libsndfile cannot write MP3")
+    a = load_audio(path)
+    assert a.duration == pytest.approx(2.0, abs=0.1)
+
+
+def test_m4a_through_pyav(tmp_path):
+    av = pytest.importorskip("av")
+    path = tmp_path / "x.m4a"
+    x = tone(2.0, 44100)
+    with av.open(str(path), "w") as out:
+        stream = out.add_stream("aac", rate=44100)
+        stream.layout = "mono"
+        frame = av.AudioFrame.from_ndarray(x[None, :], format="fltp", layout="mono")
+        frame.sample_rate = 44100
+        for packet in stream.encode(frame):
+            out.mux(packet)
+        for packet in stream.encode(None):
+            out.mux(packet)
+    a = load_audio(path)
+    assert a.duration == pytest.approx(2.0, abs=0.1)
+    assert a.source_rate == 44100
+
+
+def test_file_object_and_array_inputs():
+    buf = io.BytesIO()
+    sf.write(buf, tone(1.0, 22050), 22050, format="WAV")
+    buf.seek(0)
+    assert load_audio(buf).duration == pytest.approx(1.0, abs=1e-3)
+    assert load_audio((tone(1.0, 8000, channels=2), 8000)).duration == pytest.approx(1.0, abs=1e-3)
+    # (channels, frames) int16 arrays are accepted too
+    ints = (tone(1.0, 16000, channels=2).T * 32767).astype(np.int16)
+    a = load_audio((ints, 16000))
+    assert a.duration == pytest.approx(1.0) and np.abs(a.samples).max() == pytest.approx(0.3, abs=0.01)
+
+
+def test_long_file_streams_into_one_buffer(tmp_path):
+    path = tmp_path / "long.flac"
+    sf.write(path, tone(60.0, 44100), 44100, subtype="PCM_16")
+    a = load_audio(path)
+    assert a.duration == pytest.approx(60.0, abs=1e-3)
+    assert a.samples.base is None or a.samples.base.size <= a.samples.size + 1024
+
+
+@pytest.mark.parametrize(
+    ("make", "message"),
+    [
+        (lambda p: None, "no such file"),
+        (lambda p: p.write_text("this is not audio at all, just text " * 20), "not"),
+        (lambda p: p.write_bytes(b"RIFF\x10\x00\x00\x00WAVEfmt " + bytes(40)), ""),
+        (lambda p: p.write_bytes(b""), "empty"),
+    ],
+    ids=["missing", "text", "corrupt-header", "empty-file"],
+)
+def test_bad_files_raise_audio_error(tmp_path, make, message):
+    path = tmp_path / "bad.wav"
+    make(path)
+    with pytest.raises(AudioError) as e:
+        load_audio(path)
+    assert message in str(e.value)
+    assert "\n" not in str(e.value) and str(path) in str(e.value)
+
+
+def test_zero_samples_and_nan(tmp_path):
+    empty = tmp_path / "empty.wav"
+    sf.write(empty, np.zeros(0, np.float32), 16000)
+    with pytest.raises(AudioError, match="zero samples"):
+        load_audio(empty)
+    nan = tmp_path / "nan.wav"
+    x = tone(1.0, 16000)
+    x[100] = np.nan
+    sf.write(nan, x, 16000, subtype="FLOAT")
+    with pytest.raises(AudioError, match="NaN"):
+        load_audio(nan)
+    with pytest.raises(AudioError, match="NaN"):
+        load_audio((np.array([0.0, np.inf], np.float32), 16000))
+    with pytest.raises(AudioError):
+        load_audio((np.zeros((2, 2, 2)), 16000))
+    with pytest.raises(AudioError):
+        load_audio(tmp_path)
+
+
+def test_jfk_loads_to_16k_mono_with_the_right_duration():
+    path = need_shared("audio", "jfk.flac")
+    a = load_audio(path)
+    info = sf.info(str(path))
+    assert (info.samplerate, info.channels) == (44100, 2)
+    assert a.source_rate == 44100 and a.source_channels == 2
+    assert a.duration == pytest.approx(info.frames / 44100, abs=1 / TARGET_RATE)
+    assert a.duration == pytest.approx(11.0, abs=0.01)
