@@ -62,3 +62,18 @@ def boundary_error(pred: list[tuple[float, float]], truth: list[tuple[float, flo
         min(abs(e - x) for x in ends) for _, e in pred
     ]
     return sum(errs) / len(errs)
+
+
+@pytest.fixture(scope="session")
+def replicas(tmp_path_factory) -> dict[str, Path]:
+    """Tiny random replicas of every model (real architectures, config formats, labels)."""
+    from emoflow.testing.replicas import build_all
+
+    return build_all(tmp_path_factory.mktemp("replicas"), "tiny")
+
+
+@pytest.fixture(scope="session")
+def e2v(replicas):
+    from emoflow.speech.emotion2vec import Emotion2vecEncoder
+
+    return Emotion2vecEncoder(str(replicas["emotion2vec"]), batch_size=4)

@@ -59,6 +59,11 @@ def _main(
     verbose: Annotated[bool, typer.Option("--verbose", "-v", help="Show progress logs.")] = False,
 ) -> None:
     _state["debug"] = debug
+    if not debug:  # model libraries' progress bars and notices are not our output
+        import os
+
+        os.environ.setdefault("TRANSFORMERS_VERBOSITY", "error")
+        os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")
     logging.basicConfig(
         level=logging.DEBUG if debug else logging.INFO if verbose else logging.WARNING,
         format="%(levelname)s %(name)s: %(message)s",
@@ -125,6 +130,90 @@ def sentences(
     )
     result = SentenceSegmenter(config)(tr, rec)
     _emit(FORMATS[fmt.value](result), out)
+
+
+OfflineOpt = Annotated[
+    bool, typer.Option("--offline", help="Never touch the network (also HF_HUB_OFFLINE=1).")
+]
+DeviceOpt = Annotated[str, typer.Option(help="auto, cpu, cuda or cuda:N.")]
+
+
+def _spec(model: str, device: str, offline: bool, revision: str | None = None) -> Any:
+    from emoflow.models import ModelSpec
+
+    return ModelSpec(model, revision=revision, device=device, offline=True if offline else None)
+
+
+@app.command()
+def transcribe(
+    audio: Annotated[Path, typer.Argument(help="The recording.")],
+    out: Annotated[Path | None, typer.Option(help="Output JSON file (default: stdout).")] = None,
+    asr_backend: Annotated[str, typer.Option(help="transformers or faster-whisper.")] = "transformers",
+    asr_model: Annotated[str, typer.Option(help="Hub id or local directory.")] = "nyrahealth/CrisperWhisper",
+    language: Annotated[
+        str | None, typer.Option(help="Language code; omit to detect (multilingual models).")
+    ] = "en",
+    drop_fillers: Annotated[bool, typer.Option("--drop-fillers", help="Remove fillers like [UM].")] = False,
+    device: DeviceOpt = "auto",
+    offline: OfflineOpt = False,
+) -> None:
+    """Transcribe speech with word timestamps; writes the CrisperWhisper JSON format."""
+    import json
+
+    from emoflow.asr.base import AsrConfig
+    from emoflow.asr.whisper_ct2 import make_transcriber
+    from emoflow.audio.io import load_audio
+
+    rec = load_audio(audio)
+    transcriber = make_transcriber(
+        asr_backend,
+        _spec(asr_model, device, offline),
+        AsrConfig(language=language, drop_fillers=drop_fillers),
+    )
+    transcript = transcriber(rec)
+    _emit(json.dumps(transcript.to_hf_chunks(), ensure_ascii=False, indent=1) + "\n", out)
+
+
+@app.command("emotion-corpus")
+def emotion_corpus(
+    text_files: Annotated[list[Path], typer.Argument(help="Plain-text files (UTF-8), one document each.")],
+    out: Annotated[Path, typer.Option(help="Output JSONL: one row per sentence.")],
+    text_model: Annotated[
+        str, typer.Option(help="Hub id or local directory.")
+    ] = "j-hartmann/emotion-english-distilroberta-base",
+    top_k: Annotated[int, typer.Option(help="Emotions per sequence.")] = 3,
+    device: DeviceOpt = "auto",
+    offline: OfflineOpt = False,
+) -> None:
+    """Build a base emotion corpus: sentences, their emotion scores and emotion sequences."""
+    from emoflow.text.corpus import build_emotion_corpus
+    from emoflow.text.emotion import TextEmotionClassifier
+
+    classifier = TextEmotionClassifier(_spec(text_model, device, offline))
+    n = build_emotion_corpus(text_files, classifier, out, k=top_k)
+    err.print(f"wrote {n} sentences from {len(text_files)} document(s) to {out}")
+
+
+@app.command("train-embeddings")
+def train_embeddings(
+    corpus: Annotated[Path, typer.Argument(help="Emotion corpus JSONL (from `emoflow emotion-corpus`).")],
+    out: Annotated[Path, typer.Option(help="Directory for the trained scheme.")],
+    dim: Annotated[int, typer.Option(help="Vector size.")] = 32,
+    window: Annotated[int, typer.Option(help="Skip-gram context window (tokens).")] = 5,
+    epochs: Annotated[int, typer.Option(help="Training epochs.")] = 50,
+    seed: Annotated[int, typer.Option(help="Random seed.")] = 0,
+) -> None:
+    """Train a distributional emotion embedding scheme (Word2Vec skip-gram over emotion tokens)."""
+    from emoflow.text.corpus import read_corpus
+    from emoflow.text.embeddings import EmotionWord2Vec, documents_from_corpus
+
+    docs = documents_from_corpus(read_corpus(corpus))
+    scheme = EmotionWord2Vec.train(docs, vector_size=dim, window=window, epochs=epochs, seed=seed)
+    scheme.save(out)
+    err.print(
+        f"trained on {scheme.meta['tokens']} tokens in {scheme.meta['documents']} document(s); "
+        f"vocabulary: {', '.join(scheme.meta['vocabulary'])}; saved to {out}"
+    )
 
 
 def main() -> None:

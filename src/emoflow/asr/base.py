@@ -1,0 +1,59 @@
+"""The transcription stage's contract and settings."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any, Literal, Protocol, runtime_checkable
+
+from emoflow.audio.io import Audio
+from emoflow.types import TimeSpan, Transcript
+
+Backend = Literal["transformers", "faster-whisper"]
+DEFAULT_ASR_MODEL = "nyrahealth/CrisperWhisper"
+
+
+@dataclass(frozen=True)
+class AsrConfig:
+    """``language``: ISO code, or ``None`` to let a multilingual model detect it.
+    ``pause_adjust``: CrisperWhisper's pause rule; ``None`` applies it to CrisperWhisper models only.
+    ``max_segment_s``: speech regions are grouped into pieces of at most this length.
+    ``beam_size``: 1 is greedy decoding."""
+
+    language: str | None = "en"
+    pause_adjust: bool | None = None
+    drop_fillers: bool = False
+    max_segment_s: float = 28.0
+    max_gap_s: float = 2.0
+    batch_size: int = 4
+    beam_size: int = 1
+
+
+@runtime_checkable
+class Transcriber(Protocol):
+    """Anything that turns 16 kHz mono audio into a transcript with word times."""
+
+    def __call__(self, audio: Audio, speech: Sequence[TimeSpan] | None = None) -> Transcript: ...
+
+    def describe(self) -> dict[str, Any]: ...
+
+
+def group_regions(
+    speech: Sequence[TimeSpan],
+    max_segment_s: float,
+    max_gap_s: float,
+    pad_s: float = 0.2,
+    duration: float | None = None,
+) -> list[TimeSpan]:
+    """Speech regions merged into pieces for the recogniser: neighbours closer than
+    ``max_gap_s`` join while the piece stays under ``max_segment_s``; each piece gets
+    ``pad_s`` of context on both sides. A single region longer than the limit stays one
+    piece (the recogniser cuts it into 30 s windows itself)."""
+    groups: list[list[float]] = []
+    for r in speech:
+        if groups and r.start - groups[-1][1] < max_gap_s and r.end - groups[-1][0] <= max_segment_s:
+            groups[-1][1] = r.end
+        else:
+            groups.append([r.start, r.end])
+    end = duration if duration is not None else float("inf")
+    return [TimeSpan(max(0.0, a - pad_s), min(end, b + pad_s)) for a, b in groups]

@@ -1,0 +1,1 @@
+"""Audio (speech) emotion: emotion2vec through FunASR."""

@@ -1,0 +1,426 @@
+"""Audio emotion with emotion2vec (FunASR): whole recording, arbitrary spans, sliding-window timeline.
+
+The model is loaded by FunASR's ``AutoModel`` (the real emotion2vec code and checkpoint
+format); emoflow then drives the loaded ``nn.Module`` itself, because ``generate`` runs
+one waveform at a time, wants files or unbatched arrays, and never cuts long inputs.
+
+Inside: *preprocess* (per-input layer norm as FunASR does, zero padding, padding masks)
+→ *forward* (``extract_features`` under ``inference_mode``, frame-level padding made
+exact, see :meth:`Emotion2vecEncoder._install_padding_hooks`) → *postprocess* (mean of the
+valid frames = the utterance embedding; the classification head and a softmax = the 9
+scores). Batched results equal one-by-one results to float precision.
+
+Timeline modes (window ``window_s``, hop ``hop_s``; the final partial window included):
+
+* ``exact``: each window goes through the model on its own (batched), exactly what
+  running emotion2vec on that stretch of audio gives. Cost: about ``window_s / hop_s``
+  times the audio's length (3x at 3 s / 1 s).
+* ``pooled``: the recording goes through the model once, in chunks of ``chunk_s``
+  seconds (default 8) with ``context_s`` (0.25) of overlap on each side; each window's
+  embedding is the mean of the frames inside it, then the classification head. Cost:
+  about 1.06x the audio. (On 2 CPU cores the model runs at ~0.22 of real time on 3-10 s
+  inputs and ~0.35 on 30 s, so short chunks one at a time are fastest.)
+  Frames see context beyond their window, so scores differ from ``exact`` (they are
+  smoother); use ``exact`` to reproduce per-window emotion2vec, ``pooled`` for speed.
+
+No input ever goes through the model in one piece longer than ``max_input_s`` (30 s):
+longer inputs are cut into chunks whose frames are pooled together.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Literal
+
+import numpy as np
+
+from emoflow.audio.io import TARGET_RATE, Audio
+from emoflow.errors import ConfigError, ModelError
+from emoflow.models import (
+    MODEL_CACHE,
+    ModelSpec,
+    resolve_device,
+    resolve_dtype,
+    resolve_model_dir,
+    set_cpu_threads,
+)
+from emoflow.types import EmotionScores, TimeSpan
+
+log = logging.getLogger(__name__)
+
+DEFAULT_AUDIO_MODEL = "emotion2vec/emotion2vec_plus_large"
+REQUIRED_FILES = ("config.yaml", "model.pt", "tokens.txt")
+FRAME_HOP = 320  # samples per frame: the conv feature encoder's total stride (50 frames/s)
+FRAME_FIELD = 400  # samples in one frame's receptive field
+MIN_SPAN_S = 0.25  # shorter spans are widened around their middle (the model needs context)
+
+TimelineMode = Literal["exact", "pooled"]
+
+
+def english_label(token: str) -> str:
+    """``"生气/angry"`` → ``"angry"``; ``"<unk>"`` → ``"unknown"``."""
+    if token in ("<unk>", "unk"):
+        return "unknown"
+    return token.split("/")[-1].strip()
+
+
+def n_frames(n_samples: int | np.ndarray) -> Any:
+    """Frames the feature encoder makes of ``n_samples`` (kernel/stride 10/5, 4x 3/2, 2x 2/2)."""
+    n = n_samples
+    for k, s in ((10, 5), (3, 2), (3, 2), (3, 2), (3, 2), (2, 2), (2, 2)):
+        n = (n - k) // s + 1
+    return n
+
+
+@dataclass(frozen=True)
+class AudioEmotion:
+    """emotion2vec's scores and embedding (``(D,)``, float32) for one stretch of audio."""
+
+    scores: EmotionScores
+    embedding: np.ndarray
+
+
+@dataclass(frozen=True)
+class TimelineConfig:
+    window_s: float = 3.0
+    hop_s: float = 1.0
+    mode: TimelineMode = "exact"
+    chunk_s: float = 8.0
+    context_s: float = 0.25
+
+    def __post_init__(self) -> None:
+        if self.window_s <= 0 or self.hop_s <= 0:
+            raise ConfigError(f"window ({self.window_s}) and hop ({self.hop_s}) must be positive")
+        if self.hop_s > self.window_s:
+            log.warning(
+                "hop %.2f s is longer than window %.2f s: parts of the audio are skipped",
+                self.hop_s,
+                self.window_s,
+            )
+        if self.mode not in ("exact", "pooled"):
+            raise ConfigError(f"unknown timeline mode {self.mode!r}; use exact or pooled")
+        if self.chunk_s < self.window_s or self.chunk_s > 30:
+            raise ConfigError("chunk_s must be between the window length and 30 s")
+
+
+@dataclass(frozen=True)
+class Timeline:
+    """Per-window scores (``W x L``) and embeddings (``W x D``) over the recording."""
+
+    mode: str
+    window_s: float
+    hop_s: float
+    labels: tuple[str, ...]
+    spans: tuple[TimeSpan, ...]
+    scores: np.ndarray
+    embeddings: np.ndarray
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "mode": self.mode,
+            "window_s": self.window_s,
+            "hop_s": self.hop_s,
+            "labels": list(self.labels),
+            "windows": [
+                {"start": s.start, "end": s.end, "scores": [float(x) for x in row]}
+                for s, row in zip(self.spans, self.scores, strict=True)
+            ],
+        }
+
+
+def window_spans(duration: float, window_s: float, hop_s: float) -> list[TimeSpan]:
+    """Windows starting every ``hop_s`` until one reaches the end; the last may be shorter.
+
+    Audio shorter than a window gives one window covering all of it.
+    """
+    spans = []
+    k = 0
+    while True:
+        start = round(k * hop_s, 6)
+        end = min(round(start + window_s, 6), duration)
+        spans.append(TimeSpan(start, end))
+        if end >= duration or start + hop_s >= duration:
+            break
+        k += 1
+    return spans
+
+
+class Emotion2vecEncoder:
+    """emotion2vec stage. Loads once (per process, via the model cache) in the constructor.
+
+    ``model`` may be an already built FunASR ``AutoModel`` (tests, notebooks).
+    """
+
+    def __init__(
+        self,
+        spec: ModelSpec | str = DEFAULT_AUDIO_MODEL,
+        *,
+        batch_size: int = 8,
+        max_input_s: float = 30.0,
+        model: Any = None,
+    ) -> None:
+        self.spec = ModelSpec(spec) if isinstance(spec, str) else spec
+        self.batch_size = batch_size
+        self.max_input_s = max_input_s
+        self.device = resolve_device(self.spec.device)
+        dtype = "float32" if self.spec.dtype == "auto" else self.spec.dtype
+        self.dtype = resolve_dtype(dtype, self.device)
+        if model is None:
+            key = ("emotion2vec", self.spec.id, self.spec.revision, self.device, str(self.dtype))
+            model = MODEL_CACHE.get(key, self._load)
+        self.automodel = model
+        self.net = model.model.eval()
+        tokens = getattr(model.kwargs.get("tokenizer"), "token_list", None) or self._read_tokens()
+        self.labels = tuple(english_label(t) for t in tokens)
+        self._keep = np.array([not t.startswith("unuse") for t in tokens])
+        self.labels = tuple(lab for lab, k in zip(self.labels, self._keep, strict=True) if k)
+        if getattr(self.net, "proj", None) is None:
+            raise ModelError(
+                f"audio model {self.spec.id} has no classification head; use an emotion2vec "
+                "plus / finetuned model (emotion2vec_base gives embeddings only)"
+            )
+        self.dim = int(self.net.proj.in_features)
+        self._frame_valid: Any = None
+        self._install_padding_hooks()
+
+    # ---- loading -------------------------------------------------------------------------
+    def _load(self) -> Any:
+        import contextlib
+        import io
+
+        with contextlib.redirect_stdout(io.StringIO()):  # FunASR prints notices on import
+            from funasr import AutoModel
+
+        path = resolve_model_dir(self.spec, REQUIRED_FILES, what="audio emotion model", flag="--audio-model")
+        set_cpu_threads()
+        import torch
+
+        threads = torch.get_num_threads()
+        with contextlib.redirect_stdout(io.StringIO()):
+            model = AutoModel(
+                model=str(path),
+                disable_update=True,
+                device=self.device,
+                disable_pbar=True,
+                log_level="ERROR",
+                ncpu=threads,
+            )
+        torch.set_num_threads(threads)  # FunASR resets it to ncpu; keep ours
+        if self.dtype != torch.float32:
+            model.model.to(self.dtype)
+        return model
+
+    def _read_tokens(self) -> list[str]:
+        path = Path(self.spec.id) / "tokens.txt"
+        return [t.strip() for t in path.read_text(encoding="utf-8").splitlines() if t.strip()]
+
+    def _install_padding_hooks(self) -> None:
+        """Zero padded frames before each convolution of the positional encoder.
+
+        emotion2vec's attention honours the padding mask but its convolutional positional
+        encoder does not: without this, a padded input's last frames see the padding and
+        batched results differ from one-by-one results. One waveform alone sees zeros
+        there (the convolution's own padding), so zeroing makes both the same.
+        """
+        import torch
+
+        encoder = self.net.modality_encoders["AUDIO"]
+
+        def hook(module: Any, args: tuple[Any, ...]) -> Any:
+            valid = self._frame_valid
+            if valid is None:
+                return None
+            return (args[0] * valid[:, None, :].to(args[0].dtype),) + tuple(args[1:])
+
+        for mod in encoder.relative_positional_encoder.modules():
+            if isinstance(mod, torch.nn.Conv1d):
+                mod.register_forward_pre_hook(hook)
+
+    # ---- preprocess / forward / postprocess ----------------------------------------------
+    def preprocess(self, waves: Sequence[np.ndarray]) -> tuple[Any, Any, Any]:
+        """Layer-normalise each waveform (as FunASR does), pad to one length, build masks."""
+        import torch
+        import torch.nn.functional as F
+
+        lengths = [len(w) for w in waves]
+        n = max(lengths)
+        src = torch.zeros(len(waves), n, dtype=torch.float32)
+        for i, w in enumerate(waves):
+            t = torch.from_numpy(np.ascontiguousarray(w, dtype=np.float32))
+            src[i, : len(w)] = F.layer_norm(t, t.shape)
+        if min(lengths) == n:
+            return src, None, None
+        pad = torch.arange(n)[None, :] >= torch.tensor(lengths)[:, None]
+        frames = n_frames(np.array(lengths))
+        valid = torch.arange(int(n_frames(n)))[None, :] < torch.from_numpy(frames)[:, None]
+        return src, pad, valid
+
+    def forward(self, src: Any, pad: Any, valid: Any) -> Any:
+        """Frame features ``(B, T, D)`` on the CPU, float32."""
+        import torch
+
+        with torch.inference_mode():
+            self._frame_valid = None if valid is None else valid.to(self.device)
+            try:
+                out = self.net.extract_features(
+                    src.to(self.device, self.dtype), padding_mask=None if pad is None else pad.to(self.device)
+                )
+            finally:
+                self._frame_valid = None
+            return out["x"].float().cpu()
+
+    def head(self, embeddings: np.ndarray) -> np.ndarray:
+        """Class probabilities ``(N, L)`` from mean-pooled embeddings ``(N, D)``."""
+        import torch
+
+        with torch.inference_mode():
+            x = torch.from_numpy(np.ascontiguousarray(embeddings, dtype=np.float32)).to(
+                self.device, self.dtype
+            )
+            logits = self.net.proj(x).float()
+            logits[:, torch.from_numpy(~self._keep)] = -math.inf
+            probs = torch.softmax(logits, dim=-1).cpu().numpy()
+        return probs[:, self._keep]
+
+    def postprocess(self, frames: Any, valid: Any) -> tuple[np.ndarray, np.ndarray]:
+        """Sum and count of the valid frames of each input (so chunks can be pooled later)."""
+        f = frames.numpy()
+        if valid is None:
+            return f.sum(axis=1), np.full(len(f), f.shape[1], dtype=np.int64)
+        v = valid.numpy()[:, : f.shape[1]]
+        return (f * v[:, :, None]).sum(axis=1), v.sum(axis=1)
+
+    # ---- public uses ---------------------------------------------------------------------
+    def _frame_sums(self, waves: Sequence[np.ndarray]) -> tuple[np.ndarray, np.ndarray]:
+        """Sum and count of frames per waveform, batched by similar length."""
+        sums = np.zeros((len(waves), self.dim), dtype=np.float64)
+        counts = np.zeros(len(waves), dtype=np.int64)
+        order = sorted(range(len(waves)), key=lambda i: len(waves[i]))
+        for b in range(0, len(order), self.batch_size):
+            idx = order[b : b + self.batch_size]
+            src, pad, valid = self.preprocess([waves[i] for i in idx])
+            s, c = self.postprocess(self.forward(src, pad, valid), valid)
+            sums[idx] += s
+            counts[idx] += c
+        return sums, counts
+
+    def embed(self, waves: Sequence[np.ndarray]) -> tuple[np.ndarray, np.ndarray]:
+        """Embeddings ``(N, D)`` and scores ``(N, L)`` for 16 kHz waveforms of any length.
+
+        Waveforms longer than ``max_input_s`` are cut into pieces of at most that length;
+        the embedding is the mean of all their frames.
+        """
+        if not waves:
+            return np.zeros((0, self.dim), np.float32), np.zeros((0, len(self.labels)), np.float32)
+        limit = int(self.max_input_s * TARGET_RATE)
+        pieces, owner = [], []
+        for i, w in enumerate(waves):
+            if len(w) < FRAME_FIELD:
+                raise ConfigError(
+                    f"audio input {i} is {len(w)} samples long; emotion2vec needs at least "
+                    f"{FRAME_FIELD} ({FRAME_FIELD / TARGET_RATE * 1000:.0f} ms)"
+                )
+            n_pieces = max(1, math.ceil(len(w) / limit))
+            bounds = np.linspace(0, len(w), n_pieces + 1).astype(int)
+            for a, b in zip(bounds[:-1], bounds[1:], strict=True):
+                pieces.append(w[a:b])
+                owner.append(i)
+        sums, counts = self._frame_sums(pieces)
+        total = np.zeros((len(waves), self.dim))
+        n = np.zeros(len(waves))
+        np.add.at(total, owner, sums)
+        np.add.at(n, owner, counts)
+        emb = (total / n[:, None]).astype(np.float32)
+        return emb, self.head(emb)
+
+    def _result(self, emb: np.ndarray, scores: np.ndarray) -> AudioEmotion:
+        return AudioEmotion(EmotionScores(self.labels, tuple(float(x) for x in scores)), emb)
+
+    def utterance(self, audio: Audio) -> AudioEmotion:
+        """The whole recording: mean of all frames (cut into <= 30 s pieces), then the head."""
+        emb, scores = self.embed([audio.samples])
+        return self._result(emb[0], scores[0])
+
+    def spans(self, audio: Audio, spans: Sequence[TimeSpan]) -> list[AudioEmotion]:
+        """One result per span (e.g. each sentence), batched. Spans shorter than 0.25 s are
+        widened around their middle."""
+        waves = []
+        for s in spans:
+            a, b = s.start, s.end
+            if b - a < MIN_SPAN_S:
+                mid = (a + b) / 2
+                a, b = max(0.0, mid - MIN_SPAN_S / 2), min(audio.duration, mid + MIN_SPAN_S / 2)
+            waves.append(audio.slice(a, b))
+        emb, scores = self.embed(waves)
+        return [self._result(e, s) for e, s in zip(emb, scores, strict=True)]
+
+    def timeline(self, audio: Audio, config: TimelineConfig | None = None) -> Timeline:
+        c = config or TimelineConfig()
+        spans = window_spans(audio.duration, c.window_s, c.hop_s)
+        if c.mode == "exact":
+            emb, scores = self.embed([audio.slice(s.start, s.end) for s in spans])
+        else:
+            emb = self._pooled_windows(audio, spans, c)
+            scores = self.head(emb)
+        return Timeline(c.mode, c.window_s, c.hop_s, self.labels, tuple(spans), scores, emb)
+
+    def _pooled_windows(self, audio: Audio, spans: Sequence[TimeSpan], c: TimelineConfig) -> np.ndarray:
+        """Window embeddings from frames computed once per chunk (see the module doc).
+
+        Chunks of ``chunk_s`` are run with ``context_s`` of audio on each side; each frame is
+        taken from the chunk whose core holds its centre, so every frame is computed once
+        with context on both sides. Window sums accumulate chunk by chunk, so memory stays
+        bounded by one batch of chunks whatever the recording's length.
+        """
+        x = audio.samples
+        n = len(x)
+        core = int(c.chunk_s * TARGET_RATE)
+        ctx = int(c.context_s * TARGET_RATE)
+        starts_s = np.array([s.start for s in spans])
+        ends_s = np.array([s.end for s in spans])
+        sums = np.zeros((len(spans), self.dim))
+        counts = np.zeros(len(spans))
+        cores = list(range(0, n, core))
+        # chunks are long: on the CPU a batch of them is slower than one at a time (memory-bound)
+        per_batch = self.batch_size if self.device.startswith("cuda") else 1
+        for b in range(0, len(cores), per_batch):
+            batch = cores[b : b + per_batch]
+            waves, offsets = [], []
+            for a in batch:
+                lo = max(0, a - ctx)
+                hi = min(n, a + core + ctx)
+                if hi - lo < FRAME_FIELD:  # a tail shorter than one frame: borrow earlier audio
+                    lo = max(0, hi - FRAME_FIELD)
+                waves.append(x[lo:hi])
+                offsets.append(lo)
+            src, pad, valid = self.preprocess(waves)
+            frames = self.forward(src, pad, valid).numpy()
+            for j, a in enumerate(batch):
+                m = int(n_frames(len(waves[j])))
+                centres = (offsets[j] + np.arange(m) * FRAME_HOP + FRAME_FIELD / 2) / TARGET_RATE
+                keep = (centres >= a / TARGET_RATE) & (centres < min(n, a + core) / TARGET_RATE)
+                if a + core >= n:  # the last chunk keeps every frame to the end
+                    keep = centres >= a / TARGET_RATE
+                f, t = frames[j, :m][keep], centres[keep]
+                if len(t) == 0:
+                    continue
+                cum = np.vstack([np.zeros((1, self.dim)), np.cumsum(f, axis=0)])
+                lo_i = np.searchsorted(t, starts_s, side="left")
+                hi_i = np.searchsorted(t, ends_s, side="left")
+                hit = hi_i > lo_i
+                sums[hit] += cum[hi_i[hit]] - cum[lo_i[hit]]
+                counts[hit] += hi_i[hit] - lo_i[hit]
+        empty = counts == 0
+        if empty.any():  # windows too short to hold a frame centre: use the nearest window's frames
+            sums[empty], counts[empty] = self._pooled_fallback(
+                audio, [spans[int(i)] for i in np.flatnonzero(empty)]
+            )
+        return (sums / counts[:, None]).astype(np.float32)
+
+    def _pooled_fallback(self, audio: Audio, spans: Sequence[TimeSpan]) -> tuple[np.ndarray, np.ndarray]:
+        emb = np.stack([r.embedding for r in self.spans(audio, spans)])
+        return emb, np.ones(len(spans))
