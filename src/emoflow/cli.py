@@ -16,7 +16,7 @@ from typing import Annotated, Any
 import typer
 from rich.console import Console
 
-from emoflow.errors import EmoflowError
+from emoflow.errors import EmoflowError, ModelUnavailableError
 
 app = typer.Typer(
     name="emoflow",
@@ -69,6 +69,11 @@ def _main(
         format="%(levelname)s %(name)s: %(message)s",
         stream=sys.stderr,
     )
+    if not (debug or verbose):
+        # model libraries log chatter at WARNING on the root logger (FunASR); show only ours and errors
+        for handler in logging.getLogger().handlers:
+            handler.addFilter(lambda r: r.name.startswith("emoflow") or r.levelno >= logging.ERROR)
+
     warnings.showwarning = _show_warning
 
 
@@ -216,10 +221,140 @@ def train_embeddings(
     )
 
 
+class TimelineMode(str, Enum):
+    exact = "exact"
+    pooled = "pooled"
+
+
+class AsrBackend(str, Enum):
+    transformers = "transformers"
+    faster_whisper = "faster-whisper"
+
+
+@app.command()
+def analyze(
+    audio: Annotated[list[Path], typer.Argument(help="One or more recordings.")],
+    out: Annotated[Path, typer.Option(help="Output directory; each recording gets OUT/<stem>/.")] = Path(
+        "out"
+    ),
+    transcript: Annotated[
+        Path | None,
+        typer.Option(
+            help="A precomputed word-level transcript (CrisperWhisper JSON) instead of ASR; one recording."
+        ),
+    ] = None,
+    asr_backend: Annotated[AsrBackend, typer.Option(help="ASR backend.")] = AsrBackend.transformers,
+    asr_model: Annotated[
+        str,
+        typer.Option(
+            help="Hub id or local directory (CrisperWhisper is CC BY-NC 4.0; "
+            "openai/whisper-large-v3-turbo is MIT)."
+        ),
+    ] = "nyrahealth/CrisperWhisper",
+    audio_model: Annotated[
+        str, typer.Option(help="emotion2vec model: hub id or local directory.")
+    ] = "emotion2vec/emotion2vec_plus_large",
+    text_model: Annotated[
+        str, typer.Option(help="Text emotion classifier: hub id or local directory.")
+    ] = "j-hartmann/emotion-english-distilroberta-base",
+    encoder_model: Annotated[
+        str, typer.Option(help="Sequence encoder for extraction embeddings.")
+    ] = "distilbert/distilbert-base-uncased",
+    embedding: Annotated[str, typer.Option(help="cls, layers or word2vec:PATH (a trained scheme).")] = "cls",
+    top_k: Annotated[int, typer.Option(help="Emotions per emotion sequence.")] = 3,
+    window: Annotated[float, typer.Option(help="Timeline window (s).")] = 3.0,
+    hop: Annotated[float, typer.Option(help="Timeline hop (s).")] = 1.0,
+    timeline: Annotated[
+        TimelineMode,
+        typer.Option(
+            help="exact: each window through the model; pooled: one pass, window means of frames (faster)."
+        ),
+    ] = TimelineMode.exact,
+    language: Annotated[str | None, typer.Option(help="Language for multilingual ASR models.")] = "en",
+    fmt: Annotated[
+        str, typer.Option("--format", help="Comma-separated outputs: json,npz,csv,srt,png,html.")
+    ] = "json,npz,csv,srt,png,html",
+    device: DeviceOpt = "auto",
+    offline: OfflineOpt = False,
+) -> None:
+    """Analyse recordings: transcript, sentences, text and voice emotion, embeddings, plots, report."""
+    from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
+
+    from emoflow.asr.base import AsrConfig
+    from emoflow.config import EmbeddingConfig, PipelineConfig
+    from emoflow.errors import ConfigError
+    from emoflow.pipeline import STAGES, Pipeline, output_dir_for
+    from emoflow.speech.emotion2vec import TimelineConfig
+
+    formats = [f.strip() for f in fmt.split(",") if f.strip()]
+    if transcript is not None and len(audio) != 1:
+        raise ConfigError("--transcript goes with exactly one recording")
+    config = PipelineConfig(
+        asr_backend=asr_backend.value,
+        asr_model=asr_model,
+        audio_model=audio_model,
+        text_model=text_model,
+        encoder_model=encoder_model,
+        device=device,
+        offline=True if offline else None,
+        top_k=top_k,
+        embedding=EmbeddingConfig.parse(embedding),
+        timeline=TimelineConfig(window_s=window, hop_s=hop, mode=timeline.value),
+        asr=AsrConfig(language=language),
+    )
+    pipeline = Pipeline(config)
+    with err.status("loading models"):
+        pipeline.load_all(asr=transcript is None)
+    failures: list[tuple[Path, Exception]] = []
+    with Progress(
+        TextColumn("{task.description}"),
+        BarColumn(),
+        TextColumn("{task.fields[stage]}"),
+        TimeElapsedColumn(),
+        console=err,
+        transient=False,
+    ) as progress:
+        overall = progress.add_task("recordings", total=len(audio), stage="")
+        for path in audio:
+            task = progress.add_task(path.name, total=len(STAGES) + 1, stage="")
+
+            def on_stage(name: str, task: Any = task) -> None:
+                progress.update(task, advance=1 if progress.tasks[task].fields["stage"] else 0, stage=name)
+
+            try:
+                result = pipeline.analyze(path, transcript=transcript, progress=on_stage)
+                on_stage("writing")
+                target = result.save(output_dir_for(out, path), formats)
+                progress.update(task, completed=len(STAGES) + 1, stage=f"done -> {target}")
+            except ModelUnavailableError:
+                raise  # every recording would fail the same way: stop with exit code 4
+            except EmoflowError as e:
+                failures.append((path, e))
+                progress.update(task, stage="failed")
+                err.print(f"error: {e}", markup=False)
+            except Exception as e:  # an internal error on one file must not stop the others
+                if _state["debug"]:
+                    err.print_exception()
+                failures.append((path, e))
+                progress.update(task, stage="failed")
+                err.print(f"error: {path}: internal error: {type(e).__name__}: {e}", markup=False)
+            progress.advance(overall)
+    done = len(audio) - len(failures)
+    err.print(
+        f"{done} of {len(audio)} recording(s) analysed into {out}"
+        + (f"; {len(failures)} failed: {', '.join(str(p) for p, _ in failures)}" if failures else "")
+    )
+    if failures:
+        codes = {getattr(e, "exit_code", 1) for _, e in failures}
+        raise typer.Exit(3 if codes == {3} else 1)
+
+
 def main() -> None:
     """Console entry point: map errors to one line and an exit code."""
     try:
-        app(standalone_mode=False)
+        code = app(standalone_mode=False)
+        if isinstance(code, int) and code:
+            sys.exit(code)
     except EmoflowError as e:
         if _state["debug"]:
             err.print_exception()

@@ -106,7 +106,14 @@ class SequenceEncoder:
         return d
 
     def __call__(self, sequences: Sequence[str]) -> np.ndarray:
-        """Embeddings ``(N, D)`` float32."""
+        """Embeddings ``(N, D)`` float32. Each distinct sequence is encoded once (a transcript
+        has many sentences but few distinct top-k sequences: at most 210 for 7 labels, k=3)."""
+        unique = list(dict.fromkeys(sequences))
+        emb = self._encode(unique)
+        index = {s: i for i, s in enumerate(unique)}
+        return emb[[index[s] for s in sequences]]
+
+    def _encode(self, sequences: Sequence[str]) -> np.ndarray:
         import torch
 
         out = np.zeros((len(sequences), self.dim), dtype=np.float32)

@@ -1,0 +1,263 @@
+"""Stage-by-stage orchestration of the multimodal analysis.
+
+audio → speech regions (VAD) → transcript (ASR, or a given transcript) → sentences with
+refined timings → text emotion → emotion sequences → distributional embeddings →
+emotion2vec on each sentence's span, the whole recording and a sliding-window timeline
+→ fused embeddings (audio ⊕ text per sentence) → :class:`~emoflow.results.Result`.
+
+Each model stage is built once, on first use, and reused for every recording a
+:class:`Pipeline` analyses (and models are shared process-wide through the model cache).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import os
+import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from emoflow.asr.transcript_io import read_transcript
+from emoflow.audio.io import Audio, AudioSource, load_audio
+from emoflow.config import PipelineConfig
+from emoflow.models import ModelSpec
+from emoflow.results import Result, SentenceResult, SourceInfo
+from emoflow.text.sentences import SentenceSegmenter
+from emoflow.text.sequences import emotion_sequence
+from emoflow.types import Transcript
+
+log = logging.getLogger(__name__)
+
+STAGES = (
+    "decode",
+    "vad",
+    "asr",
+    "sentences",
+    "text_emotion",
+    "sequence_embedding",
+    "audio_emotion",
+    "assemble",
+)
+MODEL_STAGES = frozenset({"vad", "asr", "text_emotion", "sequence_embedding", "audio_emotion"})
+Progress = Callable[[str], None]
+
+
+def file_sha256(path: str | os.PathLike, block: int = 1 << 20) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        while chunk := f.read(block):
+            h.update(chunk)
+    return h.hexdigest()
+
+
+class Pipeline:
+    """The analysis with its models loaded once. Stages may be injected (tests, notebooks)."""
+
+    def __init__(
+        self,
+        config: PipelineConfig | None = None,
+        *,
+        transcriber: Any = None,
+        audio_encoder: Any = None,
+        text_classifier: Any = None,
+        sequence_embedder: Any = None,
+        vad: Any = None,
+    ) -> None:
+        self.config = config or PipelineConfig()
+        self._transcriber = transcriber
+        self._audio = audio_encoder
+        self._text = text_classifier
+        self._embedder = sequence_embedder
+        self._vad = vad
+        self.segmenter = SentenceSegmenter(self.config.sentences, vad=None)
+
+    def _spec(self, model: str) -> ModelSpec:
+        return ModelSpec(model, device=self.config.device, offline=self.config.offline)
+
+    # ---- stages, built on first use ------------------------------------------------------
+    @property
+    def vad(self) -> Any:
+        if self._vad is None:
+            from emoflow.audio.vad import SpeechDetector
+
+            self._vad = SpeechDetector()
+        return self._vad
+
+    @property
+    def transcriber(self) -> Any:
+        if self._transcriber is None:
+            from emoflow.asr.whisper_ct2 import make_transcriber
+
+            self._transcriber = make_transcriber(
+                self.config.asr_backend, self._spec(self.config.asr_model), self.config.asr
+            )
+            if hasattr(self._transcriber, "_vad"):
+                self._transcriber._vad = self.vad
+        return self._transcriber
+
+    @property
+    def audio_encoder(self) -> Any:
+        if self._audio is None:
+            from emoflow.speech.emotion2vec import Emotion2vecEncoder
+
+            self._audio = Emotion2vecEncoder(self._spec(self.config.audio_model))
+        return self._audio
+
+    @property
+    def text_classifier(self) -> Any:
+        if self._text is None:
+            from emoflow.text.emotion import TextEmotionClassifier
+
+            self._text = TextEmotionClassifier(self._spec(self.config.text_model))
+        return self._text
+
+    @property
+    def sequence_embedder(self) -> Any:
+        if self._embedder is None:
+            emb = self.config.embedding
+            if emb.method == "word2vec":
+                from emoflow.text.embeddings import EmotionWord2Vec
+
+                self._embedder = EmotionWord2Vec.load(emb.scheme or "")
+            else:
+                from emoflow.text.embeddings import SequenceEncoder
+
+                self._embedder = SequenceEncoder(
+                    self._spec(self.config.encoder_model),
+                    pooling=emb.method,  # type: ignore[arg-type]
+                    layers=emb.layers,
+                    weights=emb.weights,
+                )
+        return self._embedder
+
+    def load_all(self, asr: bool = True) -> None:
+        """Load every model now instead of on first use: a missing model fails before any work."""
+        _ = (self.vad, self.audio_encoder, self.text_classifier, self.sequence_embedder)
+        if asr:
+            _ = self.transcriber
+
+    # ---- the analysis ---------------------------------------------------------------------
+    def analyze(
+        self,
+        source: AudioSource | Audio,
+        transcript: str | os.PathLike | Transcript | None = None,
+        progress: Progress | None = None,
+    ) -> Result:
+        """Analyse one recording. ``transcript``: a precomputed word-level transcript (file or
+        object) instead of running ASR. Raises typed errors for bad input."""
+        timings: dict[str, float] = {}
+
+        @contextmanager
+        def stage(name: str) -> Iterator[None]:
+            if progress:
+                progress(name)
+            t0 = time.perf_counter()
+            yield
+            timings[name] = timings.get(name, 0.0) + time.perf_counter() - t0
+
+        c = self.config
+        with stage("decode"):
+            audio = load_audio(source)
+            path = audio.path
+            info = SourceInfo(
+                path=path,
+                sha256=file_sha256(path) if path else None,
+                duration_s=round(audio.duration, 6),
+                sample_rate=audio.source_rate,
+                channels=audio.source_channels,
+            )
+        with stage("vad"):
+            speech = self.vad(audio)
+        with stage("asr"):
+            if transcript is None:
+                tr = self.transcriber(audio, speech)
+            elif isinstance(transcript, Transcript):
+                tr = transcript
+            else:
+                tr = read_transcript(
+                    transcript,
+                    audio_duration=audio.duration,
+                    drop_fillers=c.asr.drop_fillers,
+                    pause_adjust=bool(c.asr.pause_adjust),
+                )
+        with stage("sentences"):
+            sentences = self.segmenter(tr, audio, speech=speech)
+            texts = [s.text for s in sentences]
+        with stage("text_emotion"):
+            text_scores = self.text_classifier(texts) if texts else []
+        with stage("sequence_embedding"):
+            sequences = [emotion_sequence(e, c.top_k, c.separator) for e in text_scores]
+            embedder = self.sequence_embedder
+            text_emb = embedder(sequences) if sequences else np.zeros((0, embedder.dim), np.float32)
+        with stage("audio_emotion"):
+            enc = self.audio_encoder
+            span_results = enc.spans(audio, [s.span for s in sentences]) if sentences else []
+            utterance = enc.utterance(audio)
+            timeline = enc.timeline(audio, c.timeline)
+        with stage("assemble"):
+            audio_emb = (
+                np.stack([r.embedding for r in span_results])
+                if span_results
+                else np.zeros((0, enc.dim), np.float32)
+            )
+            rows = [
+                SentenceResult(s, te, seq, ae.scores)
+                for s, te, seq, ae in zip(sentences, text_scores, sequences, span_results, strict=True)
+            ]
+            result = Result(
+                source=info,
+                models=self.describe_models(transcript is not None),
+                settings=c.to_dict(),
+                transcript=tr,
+                sentences=rows,
+                utterance=utterance,
+                timeline=timeline,
+                audio_sentences=audio_emb,
+                text_sentences=np.asarray(text_emb, np.float32),
+                timings=timings,
+                audio_samples=audio.samples,
+            )
+        return result
+
+    def describe_models(self, transcript_given: bool = False) -> dict[str, Any]:
+        c = self.config
+        asr = (
+            {"id": "precomputed transcript", "revision": None}
+            if transcript_given
+            else {"id": c.asr_model, "revision": None, "backend": c.asr_backend}
+        )
+        emb = self.sequence_embedder
+        encoder = emb.describe() if hasattr(emb, "describe") else {}
+        encoder.setdefault("id", encoder.get("path", c.encoder_model))
+        encoder.setdefault("revision", None)
+        return {
+            "asr": asr,
+            "audio_emotion": {"id": c.audio_model, "revision": None},
+            "text_emotion": {"id": c.text_model, "revision": None},
+            "sequence_encoder": encoder,
+            "vad": {"id": "silero-vad", "revision": None},
+        }
+
+
+_DEFAULT: dict[PipelineConfig, Pipeline] = {}
+
+
+def analyze(
+    source: AudioSource | Audio,
+    config: PipelineConfig | None = None,
+    transcript: str | os.PathLike | Transcript | None = None,
+) -> Result:
+    """Analyse one recording with default (or given) settings; models are reused across calls."""
+    config = config or PipelineConfig()
+    if config not in _DEFAULT:
+        _DEFAULT[config] = Pipeline(config)
+    return _DEFAULT[config].analyze(source, transcript)
+
+
+def output_dir_for(out: str | os.PathLike, source: str | os.PathLike) -> Path:
+    return Path(out) / Path(source).stem

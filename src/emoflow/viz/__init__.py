@@ -1,0 +1,1 @@
+"""Plots (matplotlib) and the self-contained HTML report."""

@@ -1,0 +1,76 @@
+"""The HTML report in a real browser (Debian's headless Chromium driven by Playwright)."""
+
+from __future__ import annotations
+
+import shutil
+
+import pytest
+
+from emoflow.config import PipelineConfig
+from emoflow.pipeline import Pipeline
+from tests.conftest import need_shared
+
+pytestmark = pytest.mark.slow
+CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
+CHROMIUM_ARGS = [
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-quic",
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+    "--autoplay-policy=no-user-gesture-required",
+]
+
+
+@pytest.fixture(scope="module")
+def browser():
+    if not CHROMIUM:
+        pytest.skip("needs Debian's chromium (apt-get install chromium)")
+    sync_api = pytest.importorskip("playwright.sync_api", reason="needs the playwright package")
+    with sync_api.sync_playwright() as p:
+        b = p.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+        yield b
+        b.close()
+
+
+@pytest.fixture(scope="module")
+def report(replicas, whisper_tiny_dir, tmp_path_factory):
+    audio = need_shared("audio", "speech", "three_moods.wav")
+    config = PipelineConfig(
+        asr_model=str(whisper_tiny_dir),
+        audio_model=str(replicas["emotion2vec"]),
+        text_model=str(replicas["text-emotion"]),
+        encoder_model=str(replicas["distilbert"]),
+    )
+    result = Pipeline(config).analyze(audio)
+    out = result.save(tmp_path_factory.mktemp("report") / "three_moods", ["html"])
+    return out / "report.html", result
+
+
+def test_report_shows_timeline_and_table_and_seeks_on_click(browser, report, tmp_path):
+    path, result = report
+    page = browser.new_page(viewport={"width": 1300, "height": 900})
+    requests: list[str] = []
+    page.on("request", lambda r: requests.append(r.url))
+    page.goto(path.as_uri())
+    page.wait_for_selector("#timeline .main-svg", timeout=20_000)
+    # one line per audio emotion label in the chart, one row per sentence in the table
+    assert page.locator("#timeline .scatterlayer .trace").count() == len(result.timeline.labels)
+    rows = page.locator("#sentences tbody tr")
+    assert rows.count() == len(result.sentences) == 3
+    assert "happy" in rows.nth(0).inner_text().lower()
+    page.wait_for_function("document.getElementById('player').readyState >= 1", timeout=20_000)
+    rows.nth(1).click()
+    start = result.sentences[1].sentence.start
+    page.wait_for_function(
+        f"Math.abs(document.getElementById('player').currentTime - {start}) < 0.3", timeout=10_000
+    )
+    t = page.evaluate("document.getElementById('player').currentTime")
+    assert t == pytest.approx(start, abs=0.3)
+    page.screenshot(path=str(tmp_path / "report.png"), full_page=True)
+    assert (tmp_path / "report.png").stat().st_size > 10_000
+    # self-contained: nothing was fetched but the file itself and inline data
+    assert all(u.startswith(("file:", "data:")) for u in requests), requests
