@@ -20,7 +20,7 @@ $(BIN)/.installed: pyproject.toml
 install: $(BIN)/.installed
 
 demo: install
-	$(BIN)/emoflow sentences examples/sample.transcript.json --audio examples/sample.flac --format srt
+	$(BIN)/emoflow analyze examples/sample.flac --out $(OUT)
 
 lint: install
 	$(BIN)/ruff check src tests benchmarks
@@ -36,6 +36,8 @@ test: lint typecheck pytest
 
 bench: install
 	$(BIN)/python benchmarks/bench_alignment.py
+	$(BIN)/python benchmarks/bench_backends.py
+	$(BIN)/python benchmarks/bench_pipeline.py
 
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache

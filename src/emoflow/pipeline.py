@@ -197,8 +197,8 @@ class Pipeline:
         with stage("audio_emotion"):
             enc = self.audio_encoder
             span_results = enc.spans(audio, [s.span for s in sentences]) if sentences else []
-            utterance = enc.utterance(audio)
-            timeline = enc.timeline(audio, c.timeline)
+            utterance, timeline = enc.utterance_and_timeline(audio, c.timeline)
+            assert utterance is not None
         with stage("assemble"):
             audio_emb = (
                 np.stack([r.embedding for r in span_results])

@@ -89,6 +89,8 @@ def test_pooled_is_close_to_frames_of_one_pass(e2v):
     for span, emb in zip(tl.spans, tl.embeddings):
         sel = (centres >= span.start) & (centres < span.end)
         np.testing.assert_allclose(emb, frames[sel].mean(0), atol=1e-4)
+    utt, _ = e2v.utterance_and_timeline(audio, TimelineConfig(mode="pooled", chunk_s=10.0))
+    np.testing.assert_allclose(utt.embedding, e2v.utterance(audio).embedding, atol=1e-4)
 
 
 def test_short_audio_gives_one_window(e2v):

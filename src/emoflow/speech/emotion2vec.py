@@ -359,16 +359,29 @@ class Emotion2vecEncoder:
         return [self._result(e, s) for e, s in zip(emb, scores, strict=True)]
 
     def timeline(self, audio: Audio, config: TimelineConfig | None = None) -> Timeline:
+        return self.utterance_and_timeline(audio, config, utterance=False)[1]
+
+    def utterance_and_timeline(self, audio: Audio, config: TimelineConfig | None = None,
+                               utterance: bool = True) -> tuple[AudioEmotion | None, Timeline]:
+        """The whole recording's result and the timeline. In ``pooled`` mode both come from
+        one pass over the audio (the utterance is the mean of all its frames)."""
         c = config or TimelineConfig()
         spans = window_spans(audio.duration, c.window_s, c.hop_s)
+        utt = None
         if c.mode == "exact":
             emb, scores = self.embed([audio.slice(s.start, s.end) for s in spans])
+            if utterance:
+                utt = self.utterance(audio)
         else:
-            emb = self._pooled_windows(audio, spans, c)
+            emb, total, count = self._pooled_windows(audio, spans, c)
             scores = self.head(emb)
-        return Timeline(c.mode, c.window_s, c.hop_s, self.labels, tuple(spans), scores, emb)
+            if utterance:
+                mean = (total / max(count, 1)).astype(np.float32)[None, :]
+                utt = self._result(mean[0], self.head(mean)[0])
+        return utt, Timeline(c.mode, c.window_s, c.hop_s, self.labels, tuple(spans), scores, emb)
 
-    def _pooled_windows(self, audio: Audio, spans: Sequence[TimeSpan], c: TimelineConfig) -> np.ndarray:
+    def _pooled_windows(self, audio: Audio, spans: Sequence[TimeSpan], c: TimelineConfig
+                        ) -> tuple[np.ndarray, np.ndarray, int]:
         """Window embeddings from frames computed once per chunk (see the module doc).
 
         Chunks of ``chunk_s`` are run with ``context_s`` of audio on each side; each frame is
@@ -384,6 +397,7 @@ class Emotion2vecEncoder:
         ends_s = np.array([s.end for s in spans])
         sums = np.zeros((len(spans), self.dim))
         counts = np.zeros(len(spans))
+        total, total_n = np.zeros(self.dim), 0
         cores = list(range(0, n, core))
         # chunks are long: on the CPU a batch of them is slower than one at a time (memory-bound)
         per_batch = self.batch_size if self.device.startswith("cuda") else 1
@@ -408,6 +422,8 @@ class Emotion2vecEncoder:
                 f, t = frames[j, :m][keep], centres[keep]
                 if len(t) == 0:
                     continue
+                total += f.sum(axis=0)
+                total_n += len(t)
                 cum = np.vstack([np.zeros((1, self.dim)), np.cumsum(f, axis=0)])
                 lo_i = np.searchsorted(t, starts_s, side="left")
                 hi_i = np.searchsorted(t, ends_s, side="left")
@@ -419,7 +435,7 @@ class Emotion2vecEncoder:
             sums[empty], counts[empty] = self._pooled_fallback(
                 audio, [spans[int(i)] for i in np.flatnonzero(empty)]
             )
-        return (sums / counts[:, None]).astype(np.float32)
+        return (sums / counts[:, None]).astype(np.float32), total, total_n
 
     def _pooled_fallback(self, audio: Audio, spans: Sequence[TimeSpan]) -> tuple[np.ndarray, np.ndarray]:
         emb = np.stack([r.embedding for r in self.spans(audio, spans)])
