@@ -19,7 +19,6 @@ from pathlib import Path
 import soundfile as sf
 
 from _common import SHARED, full_replicas, machine, speech
-
 from emoflow.config import PipelineConfig
 from emoflow.pipeline import MODEL_STAGES, STAGES, Pipeline
 from emoflow.speech.emotion2vec import TimelineConfig
@@ -35,9 +34,13 @@ def main() -> None:
         raise SystemExit("needs ../shared/models/whisper-tiny.en")
     print("machine:", machine())
     paths = full_replicas()
-    config = PipelineConfig(asr_model=str(whisper), audio_model=str(paths["emotion2vec"]),
-                            text_model=str(paths["text-emotion"]), encoder_model=str(paths["distilbert"]),
-                            timeline=TimelineConfig(mode=a.timeline))
+    config = PipelineConfig(
+        asr_model=str(whisper),
+        audio_model=str(paths["emotion2vec"]),
+        text_model=str(paths["text-emotion"]),
+        encoder_model=str(paths["distilbert"]),
+        timeline=TimelineConfig(mode=a.timeline),
+    )
     pipe = Pipeline(config)
     pipe.load_all()
     with tempfile.TemporaryDirectory() as d:
@@ -53,10 +56,12 @@ def main() -> None:
         result.save(Path(d) / "out")
         t_write = time.perf_counter() - t0
     total = t_analyze + t_write
-    print(f"{a.seconds:.0f} s of speech, {len(result.sentences)} sentences, {len(result.timeline.spans)} windows "
-          f"({a.timeline} timeline)")
-    print(f"end to end: {total:.2f} s = RTF {total / a.seconds:.3f} (analysis {t_analyze:.2f} s + writing "
-          f"outputs {t_write:.2f} s)")
+    n_sent, n_win = len(result.sentences), len(result.timeline.spans)
+    print(f"{a.seconds:.0f} s of speech, {n_sent} sentences, {n_win} windows ({a.timeline} timeline)")
+    print(
+        f"end to end: {total:.2f} s = RTF {total / a.seconds:.3f} (analysis {t_analyze:.2f} s + writing "
+        f"outputs {t_write:.2f} s)"
+    )
     for name in STAGES:
         t = result.timings.get(name, 0.0)
         kind = "model" if name in MODEL_STAGES else "orchestration"
@@ -64,8 +69,10 @@ def main() -> None:
     print(f"  {'write outputs':20s} {t_write:7.3f} s  {t_write / total:6.1%}  (orchestration)")
     model = sum(result.timings.get(n, 0.0) for n in MODEL_STAGES)
     orch = total - model
-    print(f"orchestration (everything but model passes): {orch:.2f} s = {orch / total:.1%} of the total "
-          f"({(t_analyze - model) / t_analyze:.1%} without writing files)")
+    print(
+        f"orchestration (everything but model passes): {orch:.2f} s = {orch / total:.1%} of the total "
+        f"({(t_analyze - model) / t_analyze:.1%} without writing files)"
+    )
 
 
 if __name__ == "__main__":

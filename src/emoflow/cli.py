@@ -274,6 +274,10 @@ def analyze(
     fmt: Annotated[
         str, typer.Option("--format", help="Comma-separated outputs: json,npz,csv,srt,png,html.")
     ] = "json,npz,csv,srt,png,html",
+    fusion_model: Annotated[
+        Path | None,
+        typer.Option(help="A trained fusion model (emoflow train): adds fused predictions per sentence."),
+    ] = None,
     device: DeviceOpt = "auto",
     offline: OfflineOpt = False,
 ) -> None:
@@ -301,6 +305,7 @@ def analyze(
         embedding=EmbeddingConfig.parse(embedding),
         timeline=TimelineConfig(window_s=window, hop_s=hop, mode=timeline.value),
         asr=AsrConfig(language=language),
+        fusion_model=str(fusion_model) if fusion_model else None,
     )
     pipeline = Pipeline(config)
     with err.status("loading models"):
@@ -347,6 +352,195 @@ def analyze(
     if failures:
         codes = {getattr(e, "exit_code", 1) for _, e in failures}
         raise typer.Exit(3 if codes == {3} else 1)
+
+
+dataset_app = typer.Typer(help="Training manifests from emotion datasets.", no_args_is_help=True)
+app.add_typer(dataset_app, name="dataset")
+
+
+class Layout(str, Enum):
+    ravdess = "ravdess"
+    cremad = "cremad"
+    iemocap = "iemocap"
+    meld = "meld"
+
+
+@dataset_app.command("build")
+def dataset_build(
+    root: Annotated[Path, typer.Argument(help="The dataset's root folder, as distributed.")],
+    layout: Annotated[Layout, typer.Option(help="Which dataset's layout.")],
+    out: Annotated[Path, typer.Option(help="Manifest to write (.csv or .jsonl).")],
+    split: Annotated[bool, typer.Option(help="Assign speaker-independent train/val/test splits.")] = True,
+) -> None:
+    """Build a training manifest (labels mapped to the candidate emotions) from a local dataset."""
+    from collections import Counter
+
+    from emoflow.fusion.datasets import build_manifest, write_manifest
+
+    rows = build_manifest(layout.value, root, split=split)
+    n = write_manifest(rows, out)
+    labels = Counter(lab for r in rows for lab in r.labels)
+    splits = Counter(r.split or "-" for r in rows)
+    err.print(
+        f"wrote {n} rows to {out}; labels: {dict(labels)}; splits: {dict(splits)}; "
+        f"{len({r.speaker for r in rows})} speakers"
+    )
+
+
+def _pipeline_config(
+    audio_model: str,
+    text_model: str,
+    encoder_model: str,
+    embedding: str,
+    asr_model: str,
+    top_k: int,
+    device: str,
+    offline: bool,
+) -> Any:
+    from emoflow.config import EmbeddingConfig, PipelineConfig
+
+    return PipelineConfig(
+        audio_model=audio_model,
+        text_model=text_model,
+        encoder_model=encoder_model,
+        embedding=EmbeddingConfig.parse(embedding),
+        asr_model=asr_model,
+        top_k=top_k,
+        device=device,
+        offline=True if offline else None,
+    )
+
+
+@app.command()
+def features(
+    manifest: Annotated[Path, typer.Argument(help="Training manifest (.csv or .jsonl).")],
+    out: Annotated[Path, typer.Option(help="Feature cache directory (resumable).")],
+    audio_model: Annotated[
+        str, typer.Option(help="emotion2vec model.")
+    ] = "emotion2vec/emotion2vec_plus_large",
+    text_model: Annotated[
+        str, typer.Option(help="Text emotion classifier.")
+    ] = "j-hartmann/emotion-english-distilroberta-base",
+    encoder_model: Annotated[
+        str, typer.Option(help="Sequence encoder.")
+    ] = "distilbert/distilbert-base-uncased",
+    embedding: Annotated[str, typer.Option(help="cls, layers or word2vec:PATH.")] = "cls",
+    asr_model: Annotated[str, typer.Option(help="ASR for rows without text.")] = "nyrahealth/CrisperWhisper",
+    top_k: Annotated[int, typer.Option(help="Emotions per sequence.")] = 3,
+    device: DeviceOpt = "auto",
+    offline: OfflineOpt = False,
+) -> None:
+    """Extract (audio, text) features for every manifest row into a cache; rows already there are skipped."""
+    from rich.progress import Progress
+
+    from emoflow.fusion.workflow import extract_features
+
+    config = _pipeline_config(
+        audio_model, text_model, encoder_model, embedding, asr_model, top_k, device, offline
+    )
+    with Progress(console=err) as progress:
+        task = progress.add_task("features", total=None)
+        fs = extract_features(
+            manifest, out, config, progress=lambda i, n, name: progress.update(task, completed=i, total=n)
+        )
+    for row, why in fs.failures:
+        err.print(f"error: {row.id}: {why}", markup=False)
+    err.print(
+        f"{len(fs)} rows with features in {out}" + (f"; {len(fs.failures)} failed" if fs.failures else "")
+    )
+    if fs.failures:
+        raise typer.Exit(3)
+
+
+@app.command()
+def train(
+    manifest: Annotated[Path, typer.Argument(help="Training manifest with splits.")],
+    cache: Annotated[Path, typer.Option(help="Feature cache made by `emoflow features`.")],
+    out: Annotated[Path, typer.Option(help="Model directory to write.")],
+    ablation: Annotated[
+        str, typer.Option(help="full, audio-only, text-only, no-correlation or mlp.")
+    ] = "full",
+    labels: Annotated[
+        str | None, typer.Option(help="Comma-separated candidate emotions (default: those used).")
+    ] = None,
+    multi_label: Annotated[
+        bool | None,
+        typer.Option("--multi-label/--single-label", help="Default: multi-label if any row has several."),
+    ] = None,
+    epochs: Annotated[int, typer.Option(help="Maximum epochs.")] = 300,
+    patience: Annotated[int, typer.Option(help="Early-stopping patience (epochs).")] = 30,
+    lr: Annotated[float, typer.Option(help="AdamW learning rate.")] = 2e-3,
+    dim: Annotated[int, typer.Option(help="Hidden size d.")] = 128,
+    seed: Annotated[int, typer.Option(help="Random seed.")] = 0,
+) -> None:
+    """Train the correlation-aware fusion classifier on cached features."""
+    from rich.progress import Progress
+
+    from emoflow.fusion.train import TrainConfig
+    from emoflow.fusion.workflow import train_from_manifest
+
+    tc = TrainConfig(epochs=epochs, patience=patience, lr=lr, seed=seed)
+    with Progress(console=err) as progress:
+        task = progress.add_task("training", total=epochs)
+        metrics = train_from_manifest(
+            manifest,
+            cache,
+            out,
+            labels=labels.split(",") if labels else None,
+            ablation=ablation,
+            multi_label=multi_label,
+            d=dim,
+            train_cfg=tc,
+            progress=lambda e, loss, f1: progress.update(
+                task, completed=e + 1, description=f"epoch {e + 1} loss {loss:.3f} val F1 {f1:.3f}"
+            ),
+        )
+    test = metrics.get("test")
+    summary = ", ".join(
+        f"{k} {test[k]:.3f}" for k in ("WA", "UA", "macro_f1", "micro_f1") if test and k in test
+    )
+    err.print(
+        f"saved {out} (best epoch {metrics['best_epoch']}, val macro-F1 {metrics['best_val_macro_f1']:.3f})"
+        + (f"; test: {summary}" if summary else "")
+    )
+
+
+@app.command()
+def evaluate(
+    model_dir: Annotated[Path, typer.Argument(help="A trained fusion model.")],
+    manifest: Annotated[Path, typer.Argument(help="Manifest to evaluate on.")],
+    cache: Annotated[Path | None, typer.Option(help="Feature cache (else features are extracted).")] = None,
+    split: Annotated[str, typer.Option(help="Which split's rows, or 'all'.")] = "test",
+    out: Annotated[Path | None, typer.Option(help="Where to write metrics (default: the model dir).")] = None,
+) -> None:
+    """Evaluate a trained model: WA, UA, macro/weighted-F1, per-class report, confusion matrix."""
+    import json
+
+    from emoflow.fusion.workflow import evaluate_model
+
+    m = evaluate_model(model_dir, manifest, cache, None if split == "all" else split, out)
+    keys = ("n", "WA", "UA", "macro_f1", "weighted_f1", "micro_f1", "hamming_loss")
+    sys.stdout.write(json.dumps({k: m[k] for k in keys if k in m}, indent=1) + "\n")
+
+
+@app.command()
+def predict(
+    model_dir: Annotated[Path, typer.Argument(help="A trained fusion model.")],
+    audio: Annotated[list[Path], typer.Argument(help="Recordings (each one utterance).")],
+) -> None:
+    """Predict emotions for whole recordings with a trained fusion model (JSON lines on stdout)."""
+    import json
+
+    from emoflow.fusion.workflow import predict_files
+
+    results = predict_files(model_dir, audio)
+    for r in results:
+        sys.stdout.write(json.dumps(r, ensure_ascii=False) + "\n")
+    failed = [r for r in results if "error" in r]
+    for r in failed:
+        err.print(f"error: {r['audio']}: {r['error']}", markup=False)
+    if failed:
+        raise typer.Exit(3)
 
 
 def main() -> None:

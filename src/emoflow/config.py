@@ -55,6 +55,7 @@ class PipelineConfig:
     timeline: TimelineConfig = field(default_factory=TimelineConfig)
     sentences: SentenceConfig = field(default_factory=SentenceConfig)
     asr: AsrConfig = field(default_factory=AsrConfig)
+    fusion_model: str | None = None
 
     def __post_init__(self) -> None:
         if self.top_k < 1:

@@ -74,6 +74,7 @@ class Pipeline:
         self._text = text_classifier
         self._embedder = sequence_embedder
         self._vad = vad
+        self._fusion: Any = None
         self.segmenter = SentenceSegmenter(self.config.sentences, vad=None)
 
     def _spec(self, model: str) -> ModelSpec:
@@ -135,9 +136,21 @@ class Pipeline:
                 )
         return self._embedder
 
+    @property
+    def fusion(self) -> Any:
+        """The trained fusion classifier (``config.fusion_model``), checked against our features."""
+        if self._fusion is None and self.config.fusion_model:
+            from emoflow.fusion.features import feature_info
+            from emoflow.fusion.train import FusionClassifier
+
+            clf = FusionClassifier.load(self.config.fusion_model)
+            clf.check_features(feature_info(self))
+            self._fusion = clf
+        return self._fusion
+
     def load_all(self, asr: bool = True) -> None:
         """Load every model now instead of on first use: a missing model fails before any work."""
-        _ = (self.vad, self.audio_encoder, self.text_classifier, self.sequence_embedder)
+        _ = (self.vad, self.audio_encoder, self.text_classifier, self.sequence_embedder, self.fusion)
         if asr:
             _ = self.transcriber
 
@@ -205,9 +218,17 @@ class Pipeline:
                 if span_results
                 else np.zeros((0, enc.dim), np.float32)
             )
+            text_emb = np.asarray(text_emb, np.float32)
+            fused = (
+                self.fusion.scores(audio_emb, text_emb)
+                if self.fusion is not None and sentences
+                else [None] * len(sentences)
+            )
             rows = [
-                SentenceResult(s, te, seq, ae.scores)
-                for s, te, seq, ae in zip(sentences, text_scores, sequences, span_results, strict=True)
+                SentenceResult(s, te, seq, ae.scores, fz)
+                for s, te, seq, ae, fz in zip(
+                    sentences, text_scores, sequences, span_results, fused, strict=True
+                )
             ]
             result = Result(
                 source=info,
@@ -241,6 +262,7 @@ class Pipeline:
             "text_emotion": {"id": c.text_model, "revision": None},
             "sequence_encoder": encoder,
             "vad": {"id": "silero-vad", "revision": None},
+            **({"fusion": {"id": c.fusion_model, "revision": None}} if c.fusion_model else {}),
         }
 
 

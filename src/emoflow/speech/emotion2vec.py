@@ -361,8 +361,9 @@ class Emotion2vecEncoder:
     def timeline(self, audio: Audio, config: TimelineConfig | None = None) -> Timeline:
         return self.utterance_and_timeline(audio, config, utterance=False)[1]
 
-    def utterance_and_timeline(self, audio: Audio, config: TimelineConfig | None = None,
-                               utterance: bool = True) -> tuple[AudioEmotion | None, Timeline]:
+    def utterance_and_timeline(
+        self, audio: Audio, config: TimelineConfig | None = None, utterance: bool = True
+    ) -> tuple[AudioEmotion | None, Timeline]:
         """The whole recording's result and the timeline. In ``pooled`` mode both come from
         one pass over the audio (the utterance is the mean of all its frames)."""
         c = config or TimelineConfig()
@@ -380,8 +381,9 @@ class Emotion2vecEncoder:
                 utt = self._result(mean[0], self.head(mean)[0])
         return utt, Timeline(c.mode, c.window_s, c.hop_s, self.labels, tuple(spans), scores, emb)
 
-    def _pooled_windows(self, audio: Audio, spans: Sequence[TimeSpan], c: TimelineConfig
-                        ) -> tuple[np.ndarray, np.ndarray, int]:
+    def _pooled_windows(
+        self, audio: Audio, spans: Sequence[TimeSpan], c: TimelineConfig
+    ) -> tuple[np.ndarray, np.ndarray, int]:
         """Window embeddings from frames computed once per chunk (see the module doc).
 
         Chunks of ``chunk_s`` are run with ``context_s`` of audio on each side; each frame is

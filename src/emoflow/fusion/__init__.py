@@ -1,0 +1,1 @@
+"""The correlation-aware fusion classifier: datasets, feature cache, model, training, metrics."""

@@ -1,0 +1,126 @@
+"""The correlation-aware fusion classifier (PyTorch).
+
+After Ni & Ni 2024 (ECO-SAM, Front. Psychol. 15:1490796), a text-only multi-label
+model with *emotion matching* against a candidate emotion list and an *attention-based
+emotion correlation module*. Applying it to fused audio + text embeddings is this
+project's own extension.
+
+    x = [audio embedding ; text distributional embedding]    (either may be ablated)
+    h = MLP(standardised x)                                  (B, d)
+    L_k = W e_k,  e_k learnable, initialised from the text encoder's embedding of label k
+    z_k = LayerNorm(h ⊙ L_k + L_k)                           input-conditioned label tokens (B, K, d)
+    z   = TransformerEncoderLayer(z)                         multi-head self-attention across the K labels:
+                                                             the correlation module -> correlation-enhanced
+                                                             label embeddings
+    logit_k = <h, z_k> / sqrt(d) + b_k                       emotion matching
+    softmax (single-label) or sigmoid (multi-label)
+
+Ablations: ``audio-only`` / ``text-only`` (one half of x), ``no-correlation`` (matching
+without the attention layer), ``mlp`` (concatenation + MLP, no label embeddings at all).
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import asdict, dataclass
+from typing import Any
+
+import torch
+from torch import nn
+
+ABLATIONS = ("full", "audio-only", "text-only", "no-correlation", "mlp")
+
+
+@dataclass(frozen=True)
+class FusionConfig:
+    audio_dim: int
+    text_dim: int
+    labels: tuple[str, ...]
+    d: int = 128
+    heads: int = 4
+    dropout: float = 0.2
+    multi_label: bool = False
+    ablation: str = "full"
+
+    def __post_init__(self) -> None:
+        from emoflow.errors import ConfigError
+
+        if self.ablation not in ABLATIONS:
+            raise ConfigError(f"unknown ablation {self.ablation!r}; use {', '.join(ABLATIONS)}")
+        if self.d % self.heads:
+            raise ConfigError(f"d ({self.d}) must be divisible by heads ({self.heads})")
+
+    def to_dict(self) -> dict[str, Any]:
+        d = asdict(self)
+        d["labels"] = list(self.labels)
+        return d
+
+
+class CorrelationAwareFusion(nn.Module):
+    def __init__(self, cfg: FusionConfig, label_init: torch.Tensor | None = None) -> None:
+        super().__init__()
+        self.cfg = cfg
+        self.use_audio = cfg.ablation != "text-only"
+        self.use_text = cfg.ablation != "audio-only"
+        in_dim = (cfg.audio_dim if self.use_audio else 0) + (cfg.text_dim if self.use_text else 0)
+        # feature standardisation, set from the training data (emotion2vec and BERT scales differ)
+        self.mean: torch.Tensor
+        self.std: torch.Tensor
+        self.register_buffer("mean", torch.zeros(cfg.audio_dim + cfg.text_dim))
+        self.register_buffer("std", torch.ones(cfg.audio_dim + cfg.text_dim))
+        self.encoder = nn.Sequential(
+            nn.Dropout(cfg.dropout / 2),
+            nn.Linear(in_dim, cfg.d),
+            nn.GELU(),
+            nn.Dropout(cfg.dropout),
+            nn.Linear(cfg.d, cfg.d),
+        )
+        k = len(cfg.labels)
+        if cfg.ablation == "mlp":
+            self.head = nn.Sequential(nn.GELU(), nn.Dropout(cfg.dropout), nn.Linear(cfg.d, k))
+            return
+        init = label_init if label_init is not None else torch.randn(k, cfg.d) * 0.5
+        self.label_emb = nn.Parameter(init.clone().float())
+        self.label_proj = nn.Linear(self.label_emb.shape[1], cfg.d)
+        self.token_norm = nn.LayerNorm(cfg.d)
+        self.correlation = (
+            None
+            if cfg.ablation == "no-correlation"
+            else nn.TransformerEncoderLayer(
+                cfg.d,
+                cfg.heads,
+                dim_feedforward=2 * cfg.d,
+                dropout=cfg.dropout,
+                batch_first=True,
+                norm_first=True,
+            )
+        )
+        self.bias = nn.Parameter(torch.zeros(k))
+
+    def set_standardisation(self, x: torch.Tensor) -> None:
+        self.mean.copy_(x.mean(0))
+        self.std.copy_(x.std(0).clamp_min(1e-4))
+
+    def _inputs(self, audio: torch.Tensor, text: torch.Tensor) -> torch.Tensor:
+        x = (torch.cat([audio, text], dim=1) - self.mean) / self.std
+        da = self.cfg.audio_dim
+        parts = ([x[:, :da]] if self.use_audio else []) + ([x[:, da:]] if self.use_text else [])
+        return torch.cat(parts, dim=1)
+
+    def label_embeddings(self, h: torch.Tensor) -> torch.Tensor:
+        """Correlation-enhanced label embeddings ``(B, K, d)`` for input representations ``h``."""
+        labels = self.label_proj(self.label_emb)  # (K, d)
+        z = self.token_norm(h[:, None, :] * labels[None] + labels[None])
+        return self.correlation(z) if self.correlation is not None else z
+
+    def forward(self, audio: torch.Tensor, text: torch.Tensor) -> torch.Tensor:
+        """Logits ``(B, K)``."""
+        h = self.encoder(self._inputs(audio, text))
+        if self.cfg.ablation == "mlp":
+            out: torch.Tensor = self.head(h)
+            return out
+        z = self.label_embeddings(h)
+        return (z * h[:, None, :]).sum(-1) / math.sqrt(self.cfg.d) + self.bias
+
+    def probabilities(self, logits: torch.Tensor) -> torch.Tensor:
+        return torch.sigmoid(logits) if self.cfg.multi_label else torch.softmax(logits, dim=-1)

@@ -1,0 +1,265 @@
+"""Training, evaluation and checkpoints of the fusion classifier.
+
+AdamW; class weighting against imbalance (inverse frequency for softmax, ``pos_weight``
+for multi-label BCE); early stopping on validation macro-F1; seeded and reproducible on
+the CPU. A checkpoint directory holds ``model.pt`` (weights), ``config.json`` (model
+settings, label list, the feature models' ids and settings), ``metrics.json`` and the
+training history.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+from collections.abc import Callable, Sequence
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from torch import nn
+
+from emoflow.errors import ConfigError, InputError, ModelUnavailableError
+from emoflow.export.files import atomic_path, write_json_atomic
+from emoflow.fusion.metrics import multi_label_metrics, plot_confusion, single_label_metrics
+from emoflow.fusion.model import CorrelationAwareFusion, FusionConfig
+from emoflow.types import EmotionScores
+
+log = logging.getLogger(__name__)
+CHECKPOINT_VERSION = 1
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    epochs: int = 300
+    lr: float = 2e-3
+    weight_decay: float = 1e-2
+    batch_size: int = 32
+    patience: int = 30
+    seed: int = 0
+    class_weighting: bool = True
+    threshold: float = 0.5  # multi-label decision threshold
+    val_fraction: float = 0.15  # taken from train (stratified) when the data has no val split
+
+
+def label_matrix(label_sets: Sequence[Sequence[str]], labels: Sequence[str]) -> np.ndarray:
+    index = {lab: i for i, lab in enumerate(labels)}
+    y = np.zeros((len(label_sets), len(labels)), dtype=np.float32)
+    for r, ls in enumerate(label_sets):
+        for lab in ls:
+            if lab not in index:
+                raise InputError(f"label {lab!r} is not among the candidates {list(labels)}")
+            y[r, index[lab]] = 1
+    return y
+
+
+def _decide(probs: np.ndarray, multi_label: bool, threshold: float) -> np.ndarray:
+    if multi_label:
+        return (probs >= threshold).astype(int)
+    return probs.argmax(1)
+
+
+def evaluate_arrays(
+    probs: np.ndarray, y: np.ndarray, labels: Sequence[str], multi_label: bool, threshold: float = 0.5
+) -> dict[str, Any]:
+    pred = _decide(probs, multi_label, threshold)
+    if multi_label:
+        return multi_label_metrics(y.astype(int), pred, labels)
+    return single_label_metrics(y.argmax(1).tolist(), pred.tolist(), labels)
+
+
+def _val_split(y: np.ndarray, fraction: float, seed: int) -> tuple[np.ndarray, np.ndarray]:
+    """Stratified (by first label) train/val indices."""
+    rng = np.random.default_rng(seed)
+    cls = y.argmax(1)
+    val: list[int] = []
+    for c in np.unique(cls):
+        idx = np.flatnonzero(cls == c)
+        rng.shuffle(idx)
+        val += idx[: max(1, int(round(len(idx) * fraction)))].tolist() if len(idx) > 1 else []
+    val_arr = np.array(sorted(val), dtype=np.int64)
+    train = np.setdiff1d(np.arange(len(y)), val_arr)
+    return train, val_arr
+
+
+def train_model(
+    audio: np.ndarray,
+    text: np.ndarray,
+    y: np.ndarray,
+    cfg: FusionConfig,
+    train_cfg: TrainConfig | None = None,
+    val: tuple[np.ndarray, np.ndarray, np.ndarray] | None = None,
+    label_init: torch.Tensor | None = None,
+    progress: Callable[[int, float, float], None] | None = None,
+) -> tuple[CorrelationAwareFusion, dict[str, Any]]:
+    """Train on arrays; returns the best model (by validation macro-F1) and the history."""
+    tc = train_cfg or TrainConfig()
+    if len(y) < 2:
+        raise InputError(f"need at least 2 training examples, got {len(y)}")
+    torch.manual_seed(tc.seed)
+    g = torch.Generator().manual_seed(tc.seed)
+    if val is None:
+        tr, va = _val_split(y, tc.val_fraction, tc.seed)
+        val = (audio[va], text[va], y[va])
+        audio, text, y = audio[tr], text[tr], y[tr]
+    A, T, Y = (torch.as_tensor(a, dtype=torch.float32) for a in (audio, text, y))
+    model = CorrelationAwareFusion(cfg, label_init)
+    model.set_standardisation(torch.cat([A, T], dim=1))
+    if cfg.multi_label:
+        pos = Y.sum(0)
+        pos_weight = ((len(Y) - pos) / pos.clamp_min(1)).clamp(max=20) if tc.class_weighting else None
+        loss_fn: nn.Module = nn.BCEWithLogitsLoss(pos_weight=pos_weight)
+    else:
+        counts = Y.sum(0)
+        w = (counts.sum() / (len(counts) * counts.clamp_min(1))) if tc.class_weighting else None
+        if w is not None:
+            w[counts == 0] = 0
+        loss_fn = nn.CrossEntropyLoss(weight=w)
+    opt = torch.optim.AdamW(model.parameters(), lr=tc.lr, weight_decay=tc.weight_decay)
+    best: tuple[float, int, dict[str, torch.Tensor]] = (-1.0, -1, {})
+    history = []
+    va_a, va_t, va_y = val
+    for epoch in range(tc.epochs):
+        model.train()
+        perm = torch.randperm(len(Y), generator=g)
+        total = 0.0
+        for b in range(0, len(Y), tc.batch_size):
+            idx = perm[b : b + tc.batch_size]
+            logits = model(A[idx], T[idx])
+            target = Y[idx] if cfg.multi_label else Y[idx].argmax(1)
+            loss = loss_fn(logits, target)
+            opt.zero_grad()
+            loss.backward()
+            opt.step()
+            total += float(loss.detach()) * len(idx)
+        probs = predict_arrays(model, va_a, va_t) if len(va_y) else np.zeros((0, len(cfg.labels)))
+        f1 = (
+            evaluate_arrays(probs, va_y, cfg.labels, cfg.multi_label, tc.threshold)["macro_f1"]
+            if len(va_y)
+            else -total
+        )
+        history.append({"epoch": epoch, "loss": total / len(Y), "val_macro_f1": f1})
+        if progress:
+            progress(epoch, total / len(Y), f1)
+        if f1 > best[0]:
+            best = (f1, epoch, {k: v.detach().clone() for k, v in model.state_dict().items()})
+        elif epoch - best[1] >= tc.patience:
+            break
+    model.load_state_dict(best[2])
+    model.eval()
+    return model, {"history": history, "best_epoch": best[1], "best_val_macro_f1": best[0]}
+
+
+def predict_arrays(model: CorrelationAwareFusion, audio: np.ndarray, text: np.ndarray) -> np.ndarray:
+    model.eval()
+    with torch.inference_mode():
+        logits = model(
+            torch.as_tensor(audio, dtype=torch.float32), torch.as_tensor(text, dtype=torch.float32)
+        )
+        return model.probabilities(logits).numpy()
+
+
+def save_checkpoint(
+    directory: str | os.PathLike,
+    model: CorrelationAwareFusion,
+    feature_info: dict[str, Any],
+    train_cfg: TrainConfig,
+    metrics: dict[str, Any],
+    extra: dict[str, Any] | None = None,
+) -> Path:
+    d = Path(directory)
+    d.mkdir(parents=True, exist_ok=True)
+    with atomic_path(d / "model.pt", suffix=".pt") as tmp:
+        torch.save(model.state_dict(), tmp)
+    write_json_atomic(
+        d / "config.json",
+        {
+            "checkpoint_version": CHECKPOINT_VERSION,
+            "model": model.cfg.to_dict(),
+            "features": feature_info,
+            "train": asdict(train_cfg),
+            **(extra or {}),
+        },
+    )
+    write_json_atomic(d / "metrics.json", metrics)
+    return d
+
+
+class FusionClassifier:
+    """A trained checkpoint, ready to predict from (audio, text) embeddings."""
+
+    def __init__(self, model: CorrelationAwareFusion, meta: dict[str, Any], path: Path | None = None) -> None:
+        self.model = model.eval()
+        self.meta = meta
+        self.path = path
+        self.labels = tuple(model.cfg.labels)
+        self.threshold = float(meta.get("train", {}).get("threshold", 0.5))
+
+    @classmethod
+    def load(cls, directory: str | os.PathLike) -> FusionClassifier:
+        d = Path(directory)
+        if not (d / "config.json").exists() or not (d / "model.pt").exists():
+            raise ModelUnavailableError(
+                f"{d}: not a fusion model (needs config.json and model.pt); train one with `emoflow train`"
+            )
+        meta = json.loads((d / "config.json").read_text(encoding="utf-8"))
+        cfg_d = dict(meta["model"])
+        cfg_d["labels"] = tuple(cfg_d["labels"])
+        model = CorrelationAwareFusion(FusionConfig(**cfg_d))
+        model.load_state_dict(torch.load(d / "model.pt", map_location="cpu", weights_only=True))
+        return cls(model, meta, d)
+
+    @property
+    def features(self) -> dict[str, Any]:
+        return dict(self.meta.get("features", {}))
+
+    def check_features(self, info: dict[str, Any]) -> None:
+        """Refuse features from other models than the ones it was trained on."""
+        mine = self.features
+        for key in ("audio_model", "text_model", "sequence_encoder", "top_k", "separator"):
+            a, b = mine.get(key), info.get(key)
+            if isinstance(a, dict) and isinstance(b, dict):
+                a = {
+                    k: v
+                    for k, v in a.items()
+                    if k in ("id", "method", "pooling", "layers", "weights", "path")
+                }
+                b = {k: v for k, v in b.items() if k in a}
+            if a != b:
+                raise ConfigError(
+                    f"fusion model {self.path} was trained with {key} = {mine.get(key)!r} but the "
+                    f"analysis uses {info.get(key)!r}; use the same models (see its config.json)"
+                )
+
+    def predict(self, audio: np.ndarray, text: np.ndarray) -> np.ndarray:
+        return predict_arrays(self.model, audio, text)
+
+    def scores(self, audio: np.ndarray, text: np.ndarray) -> list[EmotionScores]:
+        return [EmotionScores(self.labels, tuple(float(x) for x in row)) for row in self.predict(audio, text)]
+
+    def evaluate(self, audio: np.ndarray, text: np.ndarray, y: np.ndarray) -> dict[str, Any]:
+        return evaluate_arrays(
+            self.predict(audio, text), y, self.labels, self.model.cfg.multi_label, self.threshold
+        )
+
+
+def write_evaluation(
+    metrics: dict[str, Any], directory: str | os.PathLike, prefix: str = "test"
+) -> list[Path]:
+    d = Path(directory)
+    d.mkdir(parents=True, exist_ok=True)
+    out = [d / f"{prefix}_metrics.json"]
+    write_json_atomic(out[0], metrics)
+    if "confusion" in metrics:
+        write_json_atomic(d / f"{prefix}_confusion.json", metrics["confusion"])
+        with atomic_path(d / f"{prefix}_confusion.png", suffix=".png") as tmp:
+            plot_confusion(
+                metrics["confusion"],
+                tmp,
+                title=f"{prefix}: WA {metrics['WA']:.2f}, "
+                f"UA {metrics['UA']:.2f}, macro-F1 {metrics['macro_f1']:.2f}",
+            )
+        out += [d / f"{prefix}_confusion.json", d / f"{prefix}_confusion.png"]
+    return out
