@@ -231,69 +231,58 @@ class AsrBackend(str, Enum):
     faster_whisper = "faster-whisper"
 
 
-@app.command()
-def analyze(
-    audio: Annotated[list[Path], typer.Argument(help="One or more recordings.")],
-    out: Annotated[Path, typer.Option(help="Output directory; each recording gets OUT/<stem>/.")] = Path(
-        "out"
+AsrBackendOpt = Annotated[AsrBackend, typer.Option(help="ASR backend.")]
+AsrModelOpt = Annotated[
+    str,
+    typer.Option(
+        help="ASR: hub id or local directory (CrisperWhisper is CC BY-NC 4.0; "
+        "openai/whisper-large-v3-turbo is MIT)."
     ),
-    transcript: Annotated[
-        Path | None,
-        typer.Option(
-            help="A precomputed word-level transcript (CrisperWhisper JSON) instead of ASR; one recording."
-        ),
-    ] = None,
-    asr_backend: Annotated[AsrBackend, typer.Option(help="ASR backend.")] = AsrBackend.transformers,
-    asr_model: Annotated[
-        str,
-        typer.Option(
-            help="Hub id or local directory (CrisperWhisper is CC BY-NC 4.0; "
-            "openai/whisper-large-v3-turbo is MIT)."
-        ),
-    ] = "nyrahealth/CrisperWhisper",
-    audio_model: Annotated[
-        str, typer.Option(help="emotion2vec model: hub id or local directory.")
-    ] = "emotion2vec/emotion2vec_plus_large",
-    text_model: Annotated[
-        str, typer.Option(help="Text emotion classifier: hub id or local directory.")
-    ] = "j-hartmann/emotion-english-distilroberta-base",
-    encoder_model: Annotated[
-        str, typer.Option(help="Sequence encoder for extraction embeddings.")
-    ] = "distilbert/distilbert-base-uncased",
-    embedding: Annotated[str, typer.Option(help="cls, layers or word2vec:PATH (a trained scheme).")] = "cls",
-    top_k: Annotated[int, typer.Option(help="Emotions per emotion sequence.")] = 3,
-    window: Annotated[float, typer.Option(help="Timeline window (s).")] = 3.0,
-    hop: Annotated[float, typer.Option(help="Timeline hop (s).")] = 1.0,
-    timeline: Annotated[
-        TimelineMode,
-        typer.Option(
-            help="exact: each window through the model; pooled: one pass, window means of frames (faster)."
-        ),
-    ] = TimelineMode.exact,
-    language: Annotated[str | None, typer.Option(help="Language for multilingual ASR models.")] = "en",
-    fmt: Annotated[
-        str, typer.Option("--format", help="Comma-separated outputs: json,npz,csv,srt,png,html.")
-    ] = "json,npz,csv,srt,png,html",
-    fusion_model: Annotated[
-        Path | None,
-        typer.Option(help="A trained fusion model (emoflow train): adds fused predictions per sentence."),
-    ] = None,
-    device: DeviceOpt = "auto",
-    offline: OfflineOpt = False,
-) -> None:
-    """Analyse recordings: transcript, sentences, text and voice emotion, embeddings, plots, report."""
-    from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
+]
+AudioModelOpt = Annotated[str, typer.Option(help="emotion2vec model: hub id or local directory.")]
+TextModelOpt = Annotated[str, typer.Option(help="Text emotion classifier: hub id or local directory.")]
+EncoderModelOpt = Annotated[str, typer.Option(help="Sequence encoder for extraction embeddings.")]
+EmbeddingOpt = Annotated[str, typer.Option(help="cls, layers or word2vec:PATH (a trained scheme).")]
+TopKOpt = Annotated[int, typer.Option(help="Emotions per emotion sequence.")]
+WindowOpt = Annotated[float, typer.Option(help="Timeline window (s).")]
+HopOpt = Annotated[float, typer.Option(help="Timeline hop (s).")]
+TimelineOpt = Annotated[
+    TimelineMode,
+    typer.Option(
+        help="exact: each window through the model; pooled: one pass, window means of frames (faster)."
+    ),
+]
+LanguageOpt = Annotated[str | None, typer.Option(help="Language for multilingual ASR models.")]
+FormatOpt = Annotated[
+    str, typer.Option("--format", help="Comma-separated outputs: json,npz,csv,srt,png,html.")
+]
+FusionOpt = Annotated[
+    Path | None,
+    typer.Option(help="A trained fusion model (emoflow train): adds fused predictions per sentence."),
+]
 
+
+def _analysis_config(
+    asr_backend: AsrBackend,
+    asr_model: str,
+    audio_model: str,
+    text_model: str,
+    encoder_model: str,
+    embedding: str,
+    top_k: int,
+    window: float,
+    hop: float,
+    timeline: TimelineMode,
+    language: str | None,
+    fusion_model: Path | None,
+    device: str,
+    offline: bool,
+) -> Any:
     from emoflow.asr.base import AsrConfig
     from emoflow.config import EmbeddingConfig, PipelineConfig
-    from emoflow.errors import ConfigError
-    from emoflow.pipeline import STAGES, Pipeline, output_dir_for
     from emoflow.speech.emotion2vec import TimelineConfig
 
-    formats = [f.strip() for f in fmt.split(",") if f.strip()]
-    if transcript is not None and len(audio) != 1:
-        raise ConfigError("--transcript goes with exactly one recording")
-    config = PipelineConfig(
+    return PipelineConfig(
         asr_backend=asr_backend.value,
         asr_model=asr_model,
         audio_model=audio_model,
@@ -306,6 +295,61 @@ def analyze(
         timeline=TimelineConfig(window_s=window, hop_s=hop, mode=timeline.value),
         asr=AsrConfig(language=language),
         fusion_model=str(fusion_model) if fusion_model else None,
+    )
+
+
+@app.command()
+def analyze(
+    audio: Annotated[list[Path], typer.Argument(help="One or more recordings.")],
+    out: Annotated[Path, typer.Option(help="Output directory; each recording gets OUT/<stem>/.")] = Path(
+        "out"
+    ),
+    transcript: Annotated[
+        Path | None,
+        typer.Option(
+            help="A precomputed word-level transcript (CrisperWhisper JSON) instead of ASR; one recording."
+        ),
+    ] = None,
+    asr_backend: AsrBackendOpt = AsrBackend.transformers,
+    asr_model: AsrModelOpt = "nyrahealth/CrisperWhisper",
+    audio_model: AudioModelOpt = "emotion2vec/emotion2vec_plus_large",
+    text_model: TextModelOpt = "j-hartmann/emotion-english-distilroberta-base",
+    encoder_model: EncoderModelOpt = "distilbert/distilbert-base-uncased",
+    embedding: EmbeddingOpt = "cls",
+    top_k: TopKOpt = 3,
+    window: WindowOpt = 3.0,
+    hop: HopOpt = 1.0,
+    timeline: TimelineOpt = TimelineMode.exact,
+    language: LanguageOpt = "en",
+    fmt: FormatOpt = "json,npz,csv,srt,png,html",
+    fusion_model: FusionOpt = None,
+    device: DeviceOpt = "auto",
+    offline: OfflineOpt = False,
+) -> None:
+    """Analyse recordings: transcript, sentences, text and voice emotion, embeddings, plots, report."""
+    from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
+
+    from emoflow.errors import ConfigError
+    from emoflow.pipeline import STAGES, Pipeline, output_dir_for
+
+    formats = [f.strip() for f in fmt.split(",") if f.strip()]
+    if transcript is not None and len(audio) != 1:
+        raise ConfigError("--transcript goes with exactly one recording")
+    config = _analysis_config(
+        asr_backend,
+        asr_model,
+        audio_model,
+        text_model,
+        encoder_model,
+        embedding,
+        top_k,
+        window,
+        hop,
+        timeline,
+        language,
+        fusion_model,
+        device,
+        offline,
     )
     pipeline = Pipeline(config)
     with err.status("loading models"):
@@ -352,6 +396,93 @@ def analyze(
     if failures:
         codes = {getattr(e, "exit_code", 1) for _, e in failures}
         raise typer.Exit(3 if codes == {3} else 1)
+
+
+class Engine(str, Enum):
+    local = "local"
+    ray = "ray"
+
+
+@app.command()
+def batch(
+    source: Annotated[
+        str, typer.Argument(help="A folder (recursive), a glob or a manifest (.csv/.jsonl/.txt).")
+    ],
+    out: Annotated[Path, typer.Option(help="Output directory: OUT/<name>/, OUT/index.jsonl, corpus tables.")],
+    resume: Annotated[bool, typer.Option(help="Skip recordings whose outputs are complete.")] = True,
+    engine: Annotated[Engine, typer.Option(help="local, or ray (pip install emoflow[ray]).")] = Engine.local,
+    ray_address: Annotated[
+        str | None, typer.Option(help="Join this Ray cluster (default: start locally).")
+    ] = None,
+    concurrency: Annotated[int, typer.Option(help="Ray: actors per model stage.")] = 1,
+    asr_backend: AsrBackendOpt = AsrBackend.transformers,
+    asr_model: AsrModelOpt = "nyrahealth/CrisperWhisper",
+    audio_model: AudioModelOpt = "emotion2vec/emotion2vec_plus_large",
+    text_model: TextModelOpt = "j-hartmann/emotion-english-distilroberta-base",
+    encoder_model: EncoderModelOpt = "distilbert/distilbert-base-uncased",
+    embedding: EmbeddingOpt = "cls",
+    top_k: TopKOpt = 3,
+    window: WindowOpt = 3.0,
+    hop: HopOpt = 1.0,
+    timeline: TimelineOpt = TimelineMode.exact,
+    language: LanguageOpt = "en",
+    fmt: FormatOpt = "json,npz,csv,srt,png,html",
+    fusion_model: FusionOpt = None,
+    device: DeviceOpt = "auto",
+    offline: OfflineOpt = False,
+) -> None:
+    """Analyse a corpus: resumable, one bad file never stops it, corpus tables at the end."""
+    from rich.progress import Progress
+
+    from emoflow.batch.local import discover, run_batch
+
+    config = _analysis_config(
+        asr_backend,
+        asr_model,
+        audio_model,
+        text_model,
+        encoder_model,
+        embedding,
+        top_k,
+        window,
+        hop,
+        timeline,
+        language,
+        fusion_model,
+        device,
+        offline,
+    )
+    formats = [f.strip() for f in fmt.split(",") if f.strip()]
+    items = discover(source)
+    if engine == Engine.ray:
+        from emoflow.batch.ray import run_batch_ray
+
+        summary = run_batch_ray(
+            items, out, config, resume=resume, formats=formats, address=ray_address, concurrency=concurrency
+        )
+    else:
+        from emoflow.pipeline import Pipeline
+
+        pipeline = Pipeline(config)
+        with err.status("loading models"):
+            pipeline.load_all()
+        with Progress(console=err) as progress:
+            task = progress.add_task("batch", total=len(items))
+
+            def on_item(item: Any, status: str) -> None:
+                if status != "running":
+                    progress.advance(task)
+                progress.update(task, description=f"{item.name}: {status}")
+
+            summary = run_batch(items, out, pipeline, resume=resume, formats=formats, on_item=on_item)
+    err.print(
+        f"{summary.done} analysed, {summary.skipped} already complete, {len(summary.failed)} failed "
+        f"of {summary.total} in {summary.seconds:.1f} s -> {out}"
+    )
+    for path, why in summary.failed:
+        err.print(f"error: {why}" if why.startswith(path) else f"error: {path}: {why}", markup=False)
+    if summary.failed:
+        raise typer.Exit(3)
 
 
 dataset_app = typer.Typer(help="Training manifests from emotion datasets.", no_args_is_help=True)

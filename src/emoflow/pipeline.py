@@ -17,6 +17,7 @@ import os
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -27,9 +28,10 @@ from emoflow.audio.io import Audio, AudioSource, load_audio
 from emoflow.config import PipelineConfig
 from emoflow.models import ModelSpec
 from emoflow.results import Result, SentenceResult, SourceInfo
+from emoflow.speech.emotion2vec import AudioEmotion, Timeline
 from emoflow.text.sentences import SentenceSegmenter
 from emoflow.text.sequences import emotion_sequence
-from emoflow.types import Transcript
+from emoflow.types import EmotionScores, Sentence, TimeSpan, Transcript
 
 log = logging.getLogger(__name__)
 
@@ -53,6 +55,46 @@ def file_sha256(path: str | os.PathLike, block: int = 1 << 20) -> str:
         while chunk := f.read(block):
             h.update(chunk)
     return h.hexdigest()
+
+
+@dataclass
+class Work:
+    """One recording in flight through the stages (picklable, so stages may run in other processes)."""
+
+    source: Any
+    transcript_in: Any = None
+    timings: dict[str, float] = field(default_factory=dict)
+    progress: Progress | None = field(default=None, repr=False)
+    audio: Audio | None = None
+    info: SourceInfo | None = None
+    speech: list[TimeSpan] = field(default_factory=list)
+    transcript: Transcript | None = None
+    sentences: list[Sentence] = field(default_factory=list)
+    text_scores: list[EmotionScores] = field(default_factory=list)
+    sequences: list[str] = field(default_factory=list)
+    text_emb: np.ndarray = field(default_factory=lambda: np.zeros((0, 0), np.float32))
+    audio_scores: list[EmotionScores] = field(default_factory=list)
+    audio_emb: np.ndarray = field(default_factory=lambda: np.zeros((0, 0), np.float32))
+    utterance: AudioEmotion | None = None
+    timeline: Timeline | None = None
+
+    @contextmanager
+    def stage(self, name: str) -> Iterator[None]:
+        if self.progress:
+            self.progress(name)
+        t0 = time.perf_counter()
+        yield
+        self.timings[name] = self.timings.get(name, 0.0) + time.perf_counter() - t0
+
+    def need_audio(self) -> Audio:
+        if self.audio is None:
+            raise RuntimeError("stage_decode must run first")
+        return self.audio
+
+    def __getstate__(self) -> dict[str, Any]:
+        state = dict(self.__dict__)
+        state["progress"] = None  # callbacks stay in their process
+        return state
 
 
 class Pipeline:
@@ -163,87 +205,104 @@ class Pipeline:
     ) -> Result:
         """Analyse one recording. ``transcript``: a precomputed word-level transcript (file or
         object) instead of running ASR. Raises typed errors for bad input."""
-        timings: dict[str, float] = {}
+        work = Work(source, transcript, progress=progress)
+        for step in (self.stage_decode, self.stage_transcribe, self.stage_text, self.stage_audio):
+            step(work)
+        return self.stage_assemble(work)
 
-        @contextmanager
-        def stage(name: str) -> Iterator[None]:
-            if progress:
-                progress(name)
-            t0 = time.perf_counter()
-            yield
-            timings[name] = timings.get(name, 0.0) + time.perf_counter() - t0
-
-        c = self.config
-        with stage("decode"):
-            audio = load_audio(source)
+    # The stages, each filling in part of a Work; the batch engines (local and Ray) call them
+    # one by one, possibly in different processes.
+    def stage_decode(self, work: Work) -> Work:
+        with work.stage("decode"):
+            audio = load_audio(work.source)
             path = audio.path
-            info = SourceInfo(
+            work.audio = audio
+            work.info = SourceInfo(
                 path=path,
                 sha256=file_sha256(path) if path else None,
                 duration_s=round(audio.duration, 6),
                 sample_rate=audio.source_rate,
                 channels=audio.source_channels,
             )
-        with stage("vad"):
-            speech = self.vad(audio)
-        with stage("asr"):
-            if transcript is None:
-                tr = self.transcriber(audio, speech)
-            elif isinstance(transcript, Transcript):
-                tr = transcript
+        return work
+
+    def stage_transcribe(self, work: Work) -> Work:
+        """Speech regions, transcript (ASR or given) and timed sentences."""
+        audio, c = work.need_audio(), self.config
+        with work.stage("vad"):
+            work.speech = self.vad(audio)
+        with work.stage("asr"):
+            given = work.transcript_in
+            if given is None:
+                work.transcript = self.transcriber(audio, work.speech)
+            elif isinstance(given, Transcript):
+                work.transcript = given
             else:
-                tr = read_transcript(
-                    transcript,
+                work.transcript = read_transcript(
+                    given,
                     audio_duration=audio.duration,
                     drop_fillers=c.asr.drop_fillers,
                     pause_adjust=bool(c.asr.pause_adjust),
                 )
-        with stage("sentences"):
-            sentences = self.segmenter(tr, audio, speech=speech)
-            texts = [s.text for s in sentences]
-        with stage("text_emotion"):
-            text_scores = self.text_classifier(texts) if texts else []
-        with stage("sequence_embedding"):
-            sequences = [emotion_sequence(e, c.top_k, c.separator) for e in text_scores]
+        with work.stage("sentences"):
+            work.sentences = self.segmenter(work.transcript, audio, speech=work.speech)
+        return work
+
+    def stage_text(self, work: Work) -> Work:
+        """Text emotion, emotion sequences and their distributional embeddings."""
+        c = self.config
+        texts = [s.text for s in work.sentences]
+        with work.stage("text_emotion"):
+            work.text_scores = self.text_classifier(texts) if texts else []
+        with work.stage("sequence_embedding"):
+            work.sequences = [emotion_sequence(e, c.top_k, c.separator) for e in work.text_scores]
             embedder = self.sequence_embedder
-            text_emb = embedder(sequences) if sequences else np.zeros((0, embedder.dim), np.float32)
-        with stage("audio_emotion"):
+            emb = embedder(work.sequences) if work.sequences else np.zeros((0, embedder.dim), np.float32)
+            work.text_emb = np.asarray(emb, np.float32)
+        return work
+
+    def stage_audio(self, work: Work) -> Work:
+        """emotion2vec on each sentence's span, the whole recording and the timeline."""
+        audio = work.need_audio()
+        with work.stage("audio_emotion"):
             enc = self.audio_encoder
-            span_results = enc.spans(audio, [s.span for s in sentences]) if sentences else []
-            utterance, timeline = enc.utterance_and_timeline(audio, c.timeline)
-            assert utterance is not None
-        with stage("assemble"):
-            audio_emb = (
-                np.stack([r.embedding for r in span_results])
-                if span_results
-                else np.zeros((0, enc.dim), np.float32)
+            spans = enc.spans(audio, [s.span for s in work.sentences]) if work.sentences else []
+            work.audio_scores = [r.scores for r in spans]
+            work.audio_emb = (
+                np.stack([r.embedding for r in spans]) if spans else np.zeros((0, enc.dim), np.float32)
             )
-            text_emb = np.asarray(text_emb, np.float32)
+            work.utterance, work.timeline = enc.utterance_and_timeline(audio, self.config.timeline)
+        return work
+
+    def stage_assemble(self, work: Work) -> Result:
+        with work.stage("assemble"):
+            assert work.info is not None and work.transcript is not None and work.utterance is not None
+            assert work.timeline is not None and work.audio is not None
+            n = len(work.sentences)
             fused = (
-                self.fusion.scores(audio_emb, text_emb)
-                if self.fusion is not None and sentences
-                else [None] * len(sentences)
+                self.fusion.scores(work.audio_emb, work.text_emb)
+                if self.fusion is not None and n
+                else [None] * n
             )
             rows = [
-                SentenceResult(s, te, seq, ae.scores, fz)
+                SentenceResult(s, te, seq, ae, fz)
                 for s, te, seq, ae, fz in zip(
-                    sentences, text_scores, sequences, span_results, fused, strict=True
+                    work.sentences, work.text_scores, work.sequences, work.audio_scores, fused, strict=True
                 )
             ]
-            result = Result(
-                source=info,
-                models=self.describe_models(transcript is not None),
-                settings=c.to_dict(),
-                transcript=tr,
+            return Result(
+                source=work.info,
+                models=self.describe_models(work.transcript_in is not None),
+                settings=self.config.to_dict(),
+                transcript=work.transcript,
                 sentences=rows,
-                utterance=utterance,
-                timeline=timeline,
-                audio_sentences=audio_emb,
-                text_sentences=np.asarray(text_emb, np.float32),
-                timings=timings,
-                audio_samples=audio.samples,
+                utterance=work.utterance,
+                timeline=work.timeline,
+                audio_sentences=work.audio_emb,
+                text_sentences=work.text_emb,
+                timings=work.timings,
+                audio_samples=work.audio.samples,
             )
-        return result
 
     def describe_models(self, transcript_given: bool = False) -> dict[str, Any]:
         c = self.config

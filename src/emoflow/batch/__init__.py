@@ -1,0 +1,1 @@
+"""Corpus runs: resumable local batches and Ray Data for clusters."""
