@@ -485,6 +485,78 @@ def batch(
         raise typer.Exit(3)
 
 
+@app.command()
+def serve(
+    host: Annotated[
+        str, typer.Option(help="Interface to bind (127.0.0.1: this machine only).")
+    ] = "127.0.0.1",
+    port: Annotated[int, typer.Option(help="TCP port.")] = 8000,
+    token: Annotated[
+        str | None,
+        typer.Option(envvar="EMOFLOW_TOKEN", help="Require 'Authorization: Bearer TOKEN' on the API."),
+    ] = None,
+    store: Annotated[Path, typer.Option(help="Where uploads and results are kept.")] = Path(".emoflow-store"),
+    max_upload_mb: Annotated[float, typer.Option(help="Largest accepted upload (MB).")] = 200.0,
+    queue_size: Annotated[int, typer.Option(help="Analyses waiting at most; beyond: 503.")] = 8,
+    workers: Annotated[int, typer.Option(help="Analyses at a time (one per model set is safest).")] = 1,
+    retention_hours: Annotated[float, typer.Option(help="Results are deleted after this long.")] = 24.0,
+    asr_backend: AsrBackendOpt = AsrBackend.transformers,
+    asr_model: AsrModelOpt = "nyrahealth/CrisperWhisper",
+    audio_model: AudioModelOpt = "emotion2vec/emotion2vec_plus_large",
+    text_model: TextModelOpt = "j-hartmann/emotion-english-distilroberta-base",
+    encoder_model: EncoderModelOpt = "distilbert/distilbert-base-uncased",
+    embedding: EmbeddingOpt = "cls",
+    top_k: TopKOpt = 3,
+    window: WindowOpt = 3.0,
+    hop: HopOpt = 1.0,
+    timeline: TimelineOpt = TimelineMode.exact,
+    language: LanguageOpt = "en",
+    fusion_model: FusionOpt = None,
+    device: DeviceOpt = "auto",
+    offline: OfflineOpt = False,
+) -> None:
+    """Serve the analysis over HTTP, with a page at / (pip install emoflow[serve])."""
+    try:
+        import uvicorn
+
+        from emoflow.service.app import ServiceSettings, create_app
+    except ImportError as e:
+        from emoflow.errors import ConfigError
+
+        raise ConfigError("emoflow serve needs `pip install emoflow[serve]`") from e
+    from emoflow.pipeline import Pipeline
+
+    config = _analysis_config(
+        asr_backend,
+        asr_model,
+        audio_model,
+        text_model,
+        encoder_model,
+        embedding,
+        top_k,
+        window,
+        hop,
+        timeline,
+        language,
+        fusion_model,
+        device,
+        offline,
+    )
+    settings = ServiceSettings(
+        store=store,
+        max_upload_mb=max_upload_mb,
+        queue_size=queue_size,
+        workers=workers,
+        retention_s=retention_hours * 3600,
+        token=token,
+    )
+    if host not in ("127.0.0.1", "localhost", "::1") and not token:
+        err.print(
+            f"warning: serving on {host} without --token: anyone who can reach it can use it", markup=False
+        )
+    uvicorn.run(create_app(Pipeline(config), settings), host=host, port=port, log_level="warning")
+
+
 dataset_app = typer.Typer(help="Training manifests from emotion datasets.", no_args_is_help=True)
 app.add_typer(dataset_app, name="dataset")
 

@@ -1,0 +1,1 @@
+"""The web service (``emoflow serve``, extra ``emoflow[serve]``): an HTTP API and one page."""
