@@ -161,11 +161,13 @@ class Emotion2vecEncoder:
         *,
         batch_size: int = 8,
         max_input_s: float = 30.0,
+        batch_seconds: float = 24.0,
         model: Any = None,
     ) -> None:
         self.spec = ModelSpec(spec) if isinstance(spec, str) else spec
         self.batch_size = batch_size
         self.max_input_s = max_input_s
+        self.batch_seconds = batch_seconds
         self.device = resolve_device(self.spec.device)
         dtype = "float32" if self.spec.dtype == "auto" else self.spec.dtype
         self.dtype = resolve_dtype(dtype, self.device)
@@ -295,13 +297,26 @@ class Emotion2vecEncoder:
         return (f * v[:, :, None]).sum(axis=1), v.sum(axis=1)
 
     # ---- public uses ---------------------------------------------------------------------
+    def _batches(self, order: Sequence[int], lengths: Sequence[int]) -> list[list[int]]:
+        """Consecutive (length-sorted) inputs, at most ``batch_size`` and ``batch_seconds`` of padded
+        audio per batch: activations grow with batch x length, and on 30 s pieces a batch of 8
+        would need gigabytes (the first convolution alone: 512 channels x 96k frames x 8)."""
+        budget = int(self.batch_seconds * TARGET_RATE)
+        batches: list[list[int]] = []
+        for i in order:
+            cur = batches[-1] if batches else None
+            if cur is not None and len(cur) < self.batch_size and lengths[i] * (len(cur) + 1) <= budget:
+                cur.append(i)
+            else:
+                batches.append([i])
+        return batches
+
     def _frame_sums(self, waves: Sequence[np.ndarray]) -> tuple[np.ndarray, np.ndarray]:
         """Sum and count of frames per waveform, batched by similar length."""
         sums = np.zeros((len(waves), self.dim), dtype=np.float64)
         counts = np.zeros(len(waves), dtype=np.int64)
         order = sorted(range(len(waves)), key=lambda i: len(waves[i]))
-        for b in range(0, len(order), self.batch_size):
-            idx = order[b : b + self.batch_size]
+        for idx in self._batches(order, [len(w) for w in waves]):
             src, pad, valid = self.preprocess([waves[i] for i in idx])
             s, c = self.postprocess(self.forward(src, pad, valid), valid)
             sums[idx] += s
