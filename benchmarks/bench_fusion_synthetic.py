@@ -18,48 +18,9 @@ import torch
 from _common import machine
 from emoflow.fusion.model import FusionConfig
 from emoflow.fusion.train import TrainConfig, evaluate_arrays, predict_arrays, train_model
+from emoflow.testing.synthetic import DA, DT, co_occurring_pairs, conjunctions, separable
 
-DA, DT = 32, 16
 TC = TrainConfig(epochs=300, patience=40)
-
-
-def single(kind: str, n: int, seed: int):
-    rng = np.random.default_rng(seed)
-    a = rng.standard_normal((n, DA)).astype(np.float32)
-    t = rng.standard_normal((n, DT)).astype(np.float32)
-    if kind == "joint":
-        y = (a[:, 0] > 0).astype(int) * 2 + (t[:, 0] > 0).astype(int)
-    else:
-        y = rng.integers(0, 4, n)
-        means = (
-            np.random.default_rng(99).standard_normal((4, DA if kind == "audio" else DT)).astype(np.float32)
-        )
-        if kind == "audio":
-            a += means[y]
-        else:
-            t += means[y]
-    return a, t, np.eye(4, dtype=np.float32)[y]
-
-
-def pairs(n: int, seed: int):
-    r = np.random.default_rng(seed)
-    u = np.random.default_rng(7).standard_normal((6, DA + DT))
-    u /= np.linalg.norm(u, axis=1, keepdims=True)
-    p = r.integers(0, 2, (n, 3))
-    p[p.sum(1) == 0, r.integers(0, 3)] = 1
-    y = np.repeat(p, 2, axis=1).astype(np.float32)
-    x = (r.standard_normal((n, DA + DT)) + 2.7 * y @ u).astype(np.float32)
-    return x[:, :DA], x[:, DA:], y
-
-
-def conjunctions(n: int, seed: int):
-    r = np.random.default_rng(seed)
-    u = np.random.default_rng(7).standard_normal((4, DA + DT))
-    u /= np.linalg.norm(u, axis=1, keepdims=True)
-    base = r.integers(0, 2, (n, 4)).astype(np.float32)
-    y = np.concatenate([base, (base[:, 0] * base[:, 1])[:, None], (base[:, 2] * base[:, 3])[:, None]], 1)
-    x = (r.standard_normal((n, DA + DT)) + 2.5 * base @ u).astype(np.float32)
-    return x[:, :DA], x[:, DA:], y.astype(np.float32)
 
 
 def score(train, test, labels, ablation, multi, seed=0) -> float:
@@ -78,7 +39,7 @@ def main() -> None:
         + " ".join(f"{a:>15s}" for a in ("full", "audio-only", "text-only", "no-correlation", "mlp"))
     )
     for kind in ("audio", "text", "joint"):
-        tr, te = single(kind, 1500, 0), single(kind, 400, 1)
+        tr, te = separable(kind, 1500, 0), separable(kind, 400, 1)
         row = [
             score(tr, te, labels4, a, False)
             for a in ("full", "audio-only", "text-only", "no-correlation", "mlp")
@@ -86,7 +47,7 @@ def main() -> None:
         print(f"    {kind:8s} " + " ".join(f"{v:15.3f}" for v in row))
     labels6 = tuple("abcdef")
     for name, gen, n in (
-        ("(2) co-occurring pairs", pairs, 250),
+        ("(2) co-occurring pairs", co_occurring_pairs, 250),
         ("(3) conjunction labels", conjunctions, 200),
     ):
         print(f"{name}, multi-label, {n} train / 2000 test, macro-F1 over seeds 0-2")

@@ -77,3 +77,31 @@ def e2v(replicas):
     from emoflow.speech.emotion2vec import Emotion2vecEncoder
 
     return Emotion2vecEncoder(str(replicas["emotion2vec"]), batch_size=4)
+
+
+@pytest.fixture(scope="session")
+def replica_args(replicas, whisper_tiny_dir) -> list[str]:
+    """CLI options that point every model at the tiny replicas and the real Whisper tiny.en."""
+    return [
+        "--asr-model",
+        str(whisper_tiny_dir),
+        "--audio-model",
+        str(replicas["emotion2vec"]),
+        "--text-model",
+        str(replicas["text-emotion"]),
+        "--encoder-model",
+        str(replicas["distilbert"]),
+    ]
+
+
+@pytest.fixture(scope="session")
+def replica_config(replicas, whisper_tiny_dir):
+    """The same, as a PipelineConfig."""
+    from emoflow.config import PipelineConfig
+
+    return PipelineConfig(
+        asr_model=str(whisper_tiny_dir),
+        audio_model=str(replicas["emotion2vec"]),
+        text_model=str(replicas["text-emotion"]),
+        encoder_model=str(replicas["distilbert"]),
+    )

@@ -11,7 +11,6 @@ import pytest
 import soundfile as sf
 
 from emoflow.audio.io import Audio
-from emoflow.config import PipelineConfig
 from emoflow.errors import TranscriptError
 from emoflow.pipeline import Pipeline
 from emoflow.results import validate_result
@@ -32,13 +31,8 @@ FILES = [
 
 
 @pytest.fixture(scope="module")
-def config(replicas, whisper_tiny_dir):
-    return PipelineConfig(
-        asr_model=str(whisper_tiny_dir),
-        audio_model=str(replicas["emotion2vec"]),
-        text_model=str(replicas["text-emotion"]),
-        encoder_model=str(replicas["distilbert"]),
-    )
+def config(replica_config):
+    return replica_config
 
 
 @pytest.fixture(scope="module")
@@ -47,7 +41,7 @@ def pipeline(config):
 
 
 @pytest.fixture(scope="module")
-def cli_run(tmp_path_factory, replicas, whisper_tiny_dir):
+def cli_run(tmp_path_factory, replica_args):
     """One CLI run over every shared recording plus a corrupt file."""
     files = speech_files()
     if not files:
@@ -61,14 +55,7 @@ def cli_run(tmp_path_factory, replicas, whisper_tiny_dir):
         str(bad),
         "--out",
         str(out / "res"),
-        "--asr-model",
-        str(whisper_tiny_dir),
-        "--audio-model",
-        str(replicas["emotion2vec"]),
-        "--text-model",
-        str(replicas["text-emotion"]),
-        "--encoder-model",
-        str(replicas["distilbert"]),
+        *replica_args,
         timeout=900,
     )
     return r, out / "res", files

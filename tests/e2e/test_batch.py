@@ -21,19 +21,8 @@ FORMATS = "json,csv,srt"
 
 
 @pytest.fixture(scope="module")
-def models(replicas, whisper_tiny_dir):
-    return [
-        "--asr-model",
-        str(whisper_tiny_dir),
-        "--audio-model",
-        str(replicas["emotion2vec"]),
-        "--text-model",
-        str(replicas["text-emotion"]),
-        "--encoder-model",
-        str(replicas["distilbert"]),
-        "--format",
-        FORMATS,
-    ]
+def models(replica_args):
+    return [*replica_args, "--format", FORMATS]
 
 
 def corpus(tmp_path, n_good: int, n_bad: int = 0):

@@ -21,7 +21,6 @@ import soundfile as sf
 pytest.importorskip("fastapi", reason="needs emoflow[serve]")
 from fastapi.testclient import TestClient
 
-from emoflow.config import PipelineConfig
 from emoflow.pipeline import Pipeline
 from emoflow.service.app import ServiceSettings, create_app
 from tests.conftest import need_shared
@@ -30,13 +29,8 @@ pytestmark = pytest.mark.slow
 
 
 @pytest.fixture(scope="module")
-def config(replicas, whisper_tiny_dir):
-    return PipelineConfig(
-        asr_model=str(whisper_tiny_dir),
-        audio_model=str(replicas["emotion2vec"]),
-        text_model=str(replicas["text-emotion"]),
-        encoder_model=str(replicas["distilbert"]),
-    )
+def config(replica_config):
+    return replica_config
 
 
 @pytest.fixture(scope="module")

@@ -16,34 +16,15 @@ from emoflow.fusion.train import (
     save_checkpoint,
     train_model,
 )
+from emoflow.testing.synthetic import DA, DT, co_occurring_pairs, separable
 
-DA, DT = 32, 16
 LABELS = ("anger", "joy", "neutral", "sadness")
 FAST = TrainConfig(epochs=200, patience=30)
 
 
-def synthetic(kind: str, n: int, seed: int):
-    """4 classes separable only through the audio part, only the text part, or only jointly (XOR)."""
-    rng = np.random.default_rng(seed)
-    a = rng.standard_normal((n, DA)).astype(np.float32)
-    t = rng.standard_normal((n, DT)).astype(np.float32)
-    if kind == "joint":
-        y = (a[:, 0] > 0).astype(int) * 2 + (t[:, 0] > 0).astype(int)
-    else:
-        y = rng.integers(0, 4, n)
-        means = (
-            np.random.default_rng(99).standard_normal((4, DA if kind == "audio" else DT)).astype(np.float32)
-        )
-        if kind == "audio":
-            a += means[y]
-        else:
-            t += means[y]
-    return a, t, np.eye(4, dtype=np.float32)[y]
-
-
 def fit_score(kind: str, ablation: str) -> float:
-    a, t, y = synthetic(kind, 1500, 0)
-    ta, tt, ty = synthetic(kind, 400, 1)
+    a, t, y = separable(kind, 1500, 0)
+    ta, tt, ty = separable(kind, 400, 1)
     model, _ = train_model(a, t, y, FusionConfig(DA, DT, LABELS, d=64, ablation=ablation), FAST)
     return evaluate_arrays(predict_arrays(model, ta, tt), ty, LABELS, False)["macro_f1"]
 
@@ -60,7 +41,7 @@ def test_full_model_learns_and_blind_ablations_fail(kind, blind):
 
 
 def test_training_is_reproducible_and_checkpoints_round_trip(tmp_path):
-    a, t, y = synthetic("audio", 300, 3)
+    a, t, y = separable("audio", 300, 3)
     cfg = FusionConfig(DA, DT, LABELS, d=32, heads=4)
     tc = TrainConfig(epochs=15, patience=15, seed=7)
     m1, h1 = train_model(a, t, y, cfg, tc)
@@ -91,19 +72,8 @@ def test_label_embeddings_start_from_the_encoder_and_attention_mixes_labels():
 def test_multi_label_with_co_occurring_labels_reports_both():
     """Labels in pairs that always co-occur. Both variants must learn the task; the macro-F1 of
     the correlation module and of the no-correlation ablation are printed (see docs/fusion.md)."""
-    u = np.random.default_rng(7).standard_normal((6, DA + DT))
-    u /= np.linalg.norm(u, axis=1, keepdims=True)
-
-    def data(n, seed):
-        r = np.random.default_rng(seed)
-        pairs = r.integers(0, 2, (n, 3))
-        pairs[pairs.sum(1) == 0, r.integers(0, 3)] = 1
-        y = np.repeat(pairs, 2, axis=1).astype(np.float32)
-        x = (r.standard_normal((n, DA + DT)) + 2.7 * y @ u).astype(np.float32)
-        return x[:, :DA], x[:, DA:], y
-
-    a, t, y = data(250, 0)
-    ta, tt, ty = data(1000, 1)
+    a, t, y = co_occurring_pairs(250, 0)
+    ta, tt, ty = co_occurring_pairs(1000, 1)
     labels = tuple("abcdef")
     scores = {}
     for ablation in ("full", "no-correlation"):
