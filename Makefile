@@ -8,7 +8,7 @@ TORCH  ?= torch==2.13.0
 BIN     = $(VENV)/bin
 OUT    ?= out
 
-.PHONY: install demo test lint typecheck pytest bench clean
+.PHONY: install demo demo-offline test lint typecheck pytest bench clean
 
 $(BIN)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -21,6 +21,13 @@ install: $(BIN)/.installed
 
 demo: install
 	$(BIN)/emoflow analyze examples/sample.flac --out $(OUT)
+
+# the same without network: tiny random replicas + the real Whisper tiny.en from ../shared
+demo-offline: install
+	$(BIN)/python -m emoflow.testing.replicas .cache/replicas --size tiny
+	$(BIN)/emoflow analyze examples/sample.flac --out $(OUT) --offline --asr-model ../shared/models/whisper-tiny.en \
+		--audio-model .cache/replicas/emotion2vec --text-model .cache/replicas/text-emotion \
+		--encoder-model .cache/replicas/distilbert
 
 lint: install
 	$(BIN)/ruff check src tests benchmarks
