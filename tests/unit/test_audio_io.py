@@ -134,3 +134,19 @@ def test_jfk_loads_to_16k_mono_with_the_right_duration():
     assert a.source_rate == 44100 and a.source_channels == 2
     assert a.duration == pytest.approx(info.frames / 44100, abs=1 / TARGET_RATE)
     assert a.duration == pytest.approx(11.0, abs=0.01)
+
+
+def test_report_audio_of_a_long_recording_encodes(tmp_path):
+    """libsndfile's Vorbis encoder crashes (stack overflow) on one large write; the report writes
+    in blocks. Run in a subprocess so a regression fails this test instead of killing pytest."""
+    import subprocess
+    import sys
+
+    code = (
+        "import numpy as np; from emoflow.viz.report import _audio_data_uri; "
+        "x = (0.1 * np.random.default_rng(0).standard_normal(16000 * 600)).astype(np.float32); "
+        "print(len(_audio_data_uri(x)))"
+    )
+    r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300)
+    assert r.returncode == 0, r.stderr[-500:]
+    assert int(r.stdout) > 1_000_000

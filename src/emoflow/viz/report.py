@@ -30,7 +30,10 @@ def _audio_data_uri(samples: np.ndarray | None) -> str | None:
     import soundfile as sf
 
     buf = io.BytesIO()
-    sf.write(buf, np.clip(samples, -1, 1), 16000, format="OGG", subtype="VORBIS")
+    # block by block: libsndfile's Vorbis encoder overflows its stack on one large write (segfault)
+    with sf.SoundFile(buf, "w", 16000, 1, format="OGG", subtype="VORBIS") as f:
+        for i in range(0, len(samples), 1 << 15):
+            f.write(np.clip(samples[i : i + (1 << 15)], -1, 1))
     return "data:audio/ogg;base64," + base64.b64encode(buf.getvalue()).decode("ascii")
 
 
