@@ -68,7 +68,7 @@ def design_document(models, audio_path: Path, transcript: dict) -> float:
         "text-classification", model=clf.model, tokenizer=clf.tokenizer, top_k=None, device="cpu"
     )
     for s in sentences:
-        scores = sorted(pipe(s), key=lambda d: -d["score"])
+        scores = sorted(pipe([s])[0], key=lambda d: -d["score"])
         seq = "__".join(d["label"] for d in scores[:3])
         with torch.no_grad():
             enc.model(**enc.tokenizer(seq, return_tensors="pt")).last_hidden_state[:, 0, :]
