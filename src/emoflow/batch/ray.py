@@ -160,12 +160,20 @@ def run_batch_ray(
         started = not ray.is_initialized()
         if started:
             try:
-                ray.init(address=address, include_dashboard=False, log_to_driver=False, ignore_reinit_error=True,
-                         logging_level=logging.WARNING)
+                ray.init(
+                    address=address,
+                    include_dashboard=False,
+                    log_to_driver=False,
+                    ignore_reinit_error=True,
+                    logging_level=logging.WARNING,
+                )
             except ConnectionError as e:
-                raise ConfigError(f"could not join the Ray cluster at {address}: {e}; check the address, and for "
-                                  "clusters with token auth use the cluster's token (RAY_AUTH_MODE=token, "
-                                  "~/.ray/auth_token)") from e        try:
+                raise ConfigError(
+                    f"could not join the Ray cluster at {address}: {e}; check the address, and for "
+                    "clusters with token auth use the cluster's token (RAY_AUTH_MODE=token, "
+                    "~/.ray/auth_token)"
+                ) from e
+        try:
             gpus = ray.cluster_resources().get("GPU", 0)
             per_gpu = 1.0 / 4 if gpus else 0  # model stages share a GPU
             ctx = ray.data.DataContext.get_current()
