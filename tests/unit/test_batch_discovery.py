@@ -56,3 +56,16 @@ def test_is_complete(tmp_path):
     d.mkdir()
     (d / "result.json").write_text("{}")
     assert is_complete(d, ["json"]) and not is_complete(d, ["json", "csv"])
+
+
+def test_unreachable_ray_address_fails_at_once():
+    import time
+
+    from emoflow.batch.ray import _check_reachable
+    from emoflow.errors import ConfigError
+
+    t0 = time.perf_counter()
+    with pytest.raises(ConfigError, match="no Ray cluster answers at 127.0.0.1:1"):
+        _check_reachable("127.0.0.1:1")
+    assert time.perf_counter() - t0 < 6
+    _check_reachable(None)  # local: nothing to check

@@ -126,6 +126,23 @@ class WriteStage(_Stage):
         return _batch(rows)
 
 
+def _check_reachable(address: str | None, timeout_s: float = 5.0) -> None:
+    """Fail at once on a cluster address nothing answers at (ray.init would retry for minutes)."""
+    import socket
+
+    if not address or address == "auto" or "://" in address or ":" not in address:
+        return
+    host, _, port = address.rpartition(":")
+    try:
+        with socket.create_connection((host, int(port)), timeout=timeout_s):
+            pass
+    except (OSError, ValueError) as e:
+        raise ConfigError(
+            f"no Ray cluster answers at {address} ({e}); start one with `ray start --head` "
+            "or leave out --ray-address to run locally"
+        ) from e
+
+
 def run_batch_ray(
     items: Sequence[BatchItem],
     out: str | Path,
@@ -159,6 +176,7 @@ def run_batch_ray(
     if todo:
         started = not ray.is_initialized()
         if started:
+            _check_reachable(address)
             try:
                 ray.init(
                     address=address,
