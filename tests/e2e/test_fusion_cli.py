@@ -122,7 +122,7 @@ def test_features_train_evaluate_predict_analyze(workdir):
 
 
 def test_fusion_model_with_other_feature_models_is_refused(workdir, replicas, tmp_path):
-    d, _, whisper, _ = workdir
+    d, models, whisper, _ = workdir
     if not (d / "model").exists():
         pytest.skip("needs the trained model of the previous test")
     r = run_cli(
@@ -130,12 +130,7 @@ def test_fusion_model_with_other_feature_models_is_refused(workdir, replicas, tm
         str(speech_files()[0]),
         "--out",
         str(tmp_path),
-        "--audio-model",
-        str(replicas["emotion2vec"]),
-        "--text-model",
-        str(replicas["text-emotion"]),
-        "--encoder-model",
-        str(replicas["distilbert"]),
+        *models,
         "--embedding",
         "layers",
         "--asr-model",

@@ -257,7 +257,7 @@ def rss_mb(pid: int) -> float:
     return 0.0
 
 
-def test_load_on_loopback(replicas, whisper_tiny_dir, tmp_path):
+def test_load_on_loopback(replica_args, tmp_path):
     """30 requests from 10 concurrent clients: each ends in success or 503, the server stays up,
     and its memory returns near the baseline."""
     import httpx
@@ -274,14 +274,7 @@ def test_load_on_loopback(replicas, whisper_tiny_dir, tmp_path):
         str(tmp_path / "store"),
         "--queue-size",
         "6",
-        "--asr-model",
-        str(whisper_tiny_dir),
-        "--audio-model",
-        str(replicas["emotion2vec"]),
-        "--text-model",
-        str(replicas["text-emotion"]),
-        "--encoder-model",
-        str(replicas["distilbert"]),
+        *replica_args,
     ]
     proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, start_new_session=True)
     base = f"http://127.0.0.1:{port}"
