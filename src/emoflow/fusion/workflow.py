@@ -130,26 +130,12 @@ def train_from_manifest(
         "skipped_rows": [{"row": r.id, "reason": why} for r, why in fs.failures],
     }
     out = Path(out)
-    save_checkpoint(
-        out,
-        model,
-        fs.info,
-        tc,
-        metrics,
-        extra={"history": history["history"], "label_init": init is not None},
-    )
     if len(te):
         a, t, y = _arrays(te, labels)
         metrics["test"] = evaluate_arrays(predict_arrays(model, a, t), y, labels, multi_label, tc.threshold)
         write_evaluation(metrics["test"], out, "test")
-        save_checkpoint(
-            out,
-            model,
-            fs.info,
-            tc,
-            metrics,
-            extra={"history": history["history"], "label_init": init is not None},
-        )
+    extra = {"history": history["history"], "label_init": init is not None}
+    save_checkpoint(out, model, fs.info, tc, metrics, extra=extra)
     return metrics
 
 
