@@ -7,17 +7,24 @@ into a local directory (downloading into the Hugging Face cache when allowed, ne
 the working directory) and fails at once with :class:`~emoflow.errors.ModelUnavailableError`
 naming the model and how to point at a local copy. :data:`MODEL_CACHE` keeps each loaded
 model once per process; stages also accept an already-built model object.
+
+:class:`Provenance` says exactly which weights a model stage uses — the hub commit a hub id
+resolves to (from this process's download, or the local Hugging Face cache: no network), or a
+content hash of a local directory — without loading the model. Thread counts are the entry
+point's business (:func:`set_cpu_threads`): loading a model never changes them.
 """
 
 from __future__ import annotations
 
+import hashlib
 import logging
 import os
+import re
 import threading
-from collections.abc import Callable, Hashable, Iterable
+from collections.abc import Callable, Hashable, Iterable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any, Literal, TypeVar
 
 from emoflow.errors import ConfigError, ModelUnavailableError
 
@@ -58,9 +65,183 @@ class ModelSpec:
     def is_offline(self) -> bool:
         return env_offline() if self.offline is None else self.offline
 
-    def provenance(self) -> dict[str, str | None]:
-        """What a result records about the model: its id and revision."""
-        return {"id": self.id, "revision": self.revision}
+    def record(self, *, resolve: bool = False, **options: Any) -> Provenance:
+        """Which weights this spec means, without loading the model (see :func:`model_provenance`)."""
+        return model_provenance(self, resolve=resolve, **options)
+
+    def provenance(self, *, resolve: bool = False) -> dict[str, Any]:
+        """What a result records about the model: its id, the requested revision and the
+        resolved one (hub commit, or ``sha256:...`` content hash of a local directory)."""
+        return self.record(resolve=resolve).to_dict()
+
+
+ProvenanceSource = Literal["hub", "local", "package", "given"]
+_COMMIT = re.compile(r"[0-9a-f]{40}")
+
+
+@dataclass(frozen=True)
+class Provenance:
+    """Exactly which weights produced a result.
+
+    ``revision``: the resolved revision — a hub commit (40 hex digits), ``sha256:<hex>`` for a
+    local directory (its files' names and bytes), a package version for weights shipped in a
+    package, or ``None`` when it cannot be known without the network (a hub model that is
+    neither downloaded in this process nor in the local cache).
+    ``requested_revision``: what was asked for (a branch, tag or commit; ``None`` = default).
+    ``options``: settings that change what the model computes (backend, pooling, ...).
+    """
+
+    id: str
+    revision: str | None
+    requested_revision: str | None = None
+    source: ProvenanceSource = "hub"
+    options: Mapping[str, Any] = field(default_factory=dict, compare=False, hash=False)
+
+    def to_dict(self) -> dict[str, Any]:
+        core = {
+            "id": self.id,
+            "revision": self.revision,
+            "requested_revision": self.requested_revision,
+            "source": self.source,
+        }
+        return {**{k: v for k, v in self.options.items() if k not in core}, **core}
+
+
+def hub_cache_dir(cache_dir: str | os.PathLike[str] | None = None) -> Path:
+    """The Hugging Face hub cache in effect now (``cache_dir``, ``HF_HUB_CACHE``, ``HF_HOME``)."""
+    if cache_dir:
+        return Path(cache_dir).expanduser()
+    for k in ("HF_HUB_CACHE", "HUGGINGFACE_HUB_CACHE"):
+        if os.environ.get(k):
+            return Path(os.environ[k]).expanduser()
+    if os.environ.get("HF_HOME"):
+        return Path(os.environ["HF_HOME"]).expanduser() / "hub"
+    from huggingface_hub import constants
+
+    return Path(constants.HF_HUB_CACHE)
+
+
+# hub commits resolved by this process's downloads: (id, requested revision, cache) -> commit
+_RESOLVED: dict[tuple[str, str | None, str], str] = {}
+# content hashes of local folders as this process loaded them (the folder may change later,
+# the cached model does not): resolved path -> hash
+_LOADED: dict[str, str] = {}
+
+
+def _hub_key(spec: ModelSpec) -> tuple[str, str | None, str]:
+    return (spec.id, spec.revision, str(hub_cache_dir(spec.cache_dir)))
+
+
+def snapshot_commit(path: str | os.PathLike[str]) -> str | None:
+    """The commit of a hub-cache snapshot folder (``.../models--org--name/snapshots/<commit>``)."""
+    p = Path(path)
+    in_cache = p.parent.name == "snapshots" and p.parent.parent.name.startswith("models--")
+    return p.name if in_cache and _COMMIT.fullmatch(p.name) else None
+
+
+def cached_commit(
+    repo_id: str, revision: str | None = None, cache_dir: str | os.PathLike[str] | None = None
+) -> str | None:
+    """The commit ``revision`` (default ``main``) points at in the local hub cache; no network."""
+    rev = revision or "main"
+    if _COMMIT.fullmatch(rev):
+        return rev
+    folder = hub_cache_dir(cache_dir) / ("models--" + repo_id.replace("/", "--"))
+    try:
+        commit = (folder / "refs" / rev).read_text(encoding="utf-8").strip()
+    except (OSError, ValueError):
+        return None
+    return commit if _COMMIT.fullmatch(commit) and (folder / "snapshots" / commit).is_dir() else None
+
+
+def _is_hub_id(model_id: str) -> bool:
+    return not model_id.startswith((".", "/", "~")) and model_id.count("/") == 1
+
+
+def model_provenance(spec: ModelSpec, *, resolve: bool = False, **options: Any) -> Provenance:
+    """Which weights ``spec`` means, without loading the model and without the network.
+
+    A local directory: its content hash as this process loaded it (the folder's current hash
+    when it was not loaded here), or its commit when it is a hub-cache snapshot folder.
+    A hub id: the commit this process's download resolved to, else the commit the requested
+    revision points at in the local cache. ``resolve=True`` first makes sure the files are local
+    (:func:`resolve_model_dir`: a download when allowed), so the commit is known whenever the
+    model can be loaded at all; a model that cannot be had stays ``None``, not an error.
+    """
+    opts = {**spec.options, **options}
+    path = Path(spec.id).expanduser()
+    if path.exists():
+        real = path.resolve()
+        revision = snapshot_commit(real) or _LOADED.get(str(real)) or directory_digest(path)
+        return Provenance(spec.id, revision, spec.revision, "local", opts)
+    if not _is_hub_id(spec.id):
+        return Provenance(spec.id, None, spec.revision, "local", opts)
+    if resolve and _hub_key(spec) not in _RESOLVED:
+        try:
+            resolve_model_dir(spec)
+        except ModelUnavailableError as e:
+            log.debug("provenance of %s: %s", spec.id, e)
+    commit = _RESOLVED.get(_hub_key(spec)) or cached_commit(spec.id, spec.revision, spec.cache_dir)
+    return Provenance(spec.id, commit, spec.revision, "hub", opts)
+
+
+def package_provenance(model_id: str, distribution: str, **options: Any) -> Provenance:
+    """Weights shipped inside a Python package (e.g. Silero VAD): the package's version."""
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        v: str | None = version(distribution)
+    except PackageNotFoundError:
+        v = None
+    return Provenance(model_id, None if v is None else f"{distribution}=={v}", None, "package", options)
+
+
+# content hashes of local model directories, once per process: (path, names, sizes, mtimes) -> hash
+_DIGESTS: dict[Hashable, str] = {}
+_DIGEST_LOCK = threading.Lock()
+
+
+def _model_files(root: Path) -> list[tuple[str, Path]]:
+    """The files of a model directory, by relative name; hidden entries (``.git``, ``.cache``) and
+    ``__pycache__`` are left out. Symlinked files count (hub snapshots are symlinks to blobs);
+    symlinked folders are not followed (no loops)."""
+    out: list[tuple[str, Path]] = []
+    for dirpath, dirnames, filenames in os.walk(root):
+        dirnames[:] = [d for d in dirnames if not d.startswith(".") and d != "__pycache__"]
+        for name in filenames:
+            p = Path(dirpath, name)
+            if not name.startswith(".") and p.is_file():
+                out.append((p.relative_to(root).as_posix(), p))
+    return sorted(out)
+
+
+def _hash_files(files: list[tuple[str, Path]], block: int = 1 << 20) -> str:
+    h = hashlib.sha256()
+    for rel, p in files:
+        with open(p, "rb") as f:
+            size = os.fstat(f.fileno()).st_size
+            h.update(f"{rel}\0{size}\0".encode())
+            while chunk := f.read(block):
+                h.update(chunk)
+    return "sha256:" + h.hexdigest()
+
+
+def directory_digest(path: str | os.PathLike[str]) -> str:
+    """``sha256:<hex>`` over a model directory's file names and bytes (where the folder lives does
+    not matter; a single file: its name and bytes). Computed once per process for each state of
+    the folder (names, sizes, mtimes); reads only — the folder may be read-only, nothing is
+    written into it."""
+    root = Path(path).expanduser().resolve()
+    files = [(root.name, root)] if root.is_file() else _model_files(root)
+    stats = []
+    for rel, p in files:
+        st = p.stat()
+        stats.append((rel, st.st_size, st.st_mtime_ns))
+    key = (str(root), tuple(stats))
+    with _DIGEST_LOCK:  # one hash at a time: two workers asking at once hash the folder once
+        if key not in _DIGESTS:
+            _DIGESTS[key] = _hash_files(files)
+        return _DIGESTS[key]
 
 
 def resolve_device(device: str = "auto") -> str:
@@ -103,11 +284,23 @@ def resolve_dtype(dtype: str, device: str, cpu_bf16: bool = False) -> Any:
         raise ConfigError(f"unknown dtype {dtype!r}; use auto, float32, float16 or bfloat16") from None
 
 
-def set_cpu_threads() -> None:
-    """Use every core we have for intra-op work (FunASR alone would set 4 on a 2-core machine)."""
+def available_cores() -> int:
+    """CPU cores this process may run on (its affinity mask, not the machine's count)."""
+    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+
+
+def set_cpu_threads(n: int | None = None) -> None:
+    """Set torch's intra-op threads: ``n``, or every core this process may use.
+
+    Process-wide policy, so only entry points call it (the CLI, the service, a Ray actor with
+    ``1``); loading a model never does, and keeps whatever the caller chose.
+    """
     import torch
 
-    n = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+    if n is None:
+        n = available_cores()
+    if n < 1:
+        raise ConfigError(f"thread count must be at least 1, got {n}")
     if torch.get_num_threads() != n:
         torch.set_num_threads(n)
 
@@ -131,6 +324,9 @@ def resolve_model_dir(
                 f"{what} directory {spec.id} lacks {', '.join(missing)}; "
                 "is it a complete download of the model?"
             )
+        real = path.resolve()
+        if not snapshot_commit(real):  # what this process loads, before anything can change it
+            _LOADED[str(real)] = directory_digest(real)
         return path
     if spec.id.startswith((".", "/", "~")) or spec.id.count("/") != 1:
         raise ModelUnavailableError(f"{what} {spec.id!r}: no such directory, and not a hub id (org/name)")
@@ -144,7 +340,7 @@ def resolve_model_dir(
         local = snapshot_download(
             spec.id,
             revision=spec.revision,
-            cache_dir=spec.cache_dir,
+            cache_dir=hub_cache_dir(spec.cache_dir),  # the cache provenance looks in, read now
             local_files_only=spec.is_offline,
             allow_patterns=allow_patterns,
         )
@@ -159,6 +355,9 @@ def resolve_model_dir(
     missing = [f for f in required if not (path / f).exists()]
     if missing:
         raise ModelUnavailableError(f"{what} {spec.id}: the download lacks {', '.join(missing)}; {hint}")
+    commit = snapshot_commit(path)
+    if commit:  # what this process loads: results name this commit even if the branch moves on
+        _RESOLVED[_hub_key(spec)] = commit
     return path
 
 

@@ -1,5 +1,8 @@
+import os
 import time
+from pathlib import Path
 
+import numpy as np
 import pytest
 
 from emoflow.errors import ModelUnavailableError
@@ -56,3 +59,172 @@ def test_auto_device_is_cpu_here():
     import torch
 
     assert resolve_device("auto") == ("cuda" if torch.cuda.is_available() else "cpu")
+
+
+# ---- thread policy (issue 10.3) -------------------------------------------------------------
+
+
+@pytest.fixture
+def keep_threads():
+    import torch
+
+    before = torch.get_num_threads()
+    yield before
+    torch.set_num_threads(before)
+
+
+def test_set_cpu_threads_is_the_entry_points_call(keep_threads):
+    import torch
+
+    from emoflow.errors import ConfigError
+    from emoflow.models import available_cores, set_cpu_threads
+
+    set_cpu_threads(3)
+    assert torch.get_num_threads() == 3
+    set_cpu_threads()
+    assert torch.get_num_threads() == available_cores()
+    with pytest.raises(ConfigError, match="at least 1"):
+        set_cpu_threads(0)
+
+
+# ---- provenance (issue 10.8) ----------------------------------------------------------------
+
+COMMIT_A = "a" * 8 + "0123456789abcdef0123456789abcdef"
+COMMIT_B = "b" * 8 + "fedcba9876543210fedcba9876543210"
+
+
+def make_model_dir(root: Path, weights: int = 3001) -> Path:
+    """A model folder: a config, a weight file, a nested tokenizer file and junk to ignore."""
+    rng = np.random.default_rng(7)
+    root.mkdir(parents=True)
+    (root / "config.json").write_text('{"hidden_size": 24}')
+    (root / "model.safetensors").write_bytes(rng.integers(0, 256, weights, dtype=np.uint8).tobytes())
+    (root / "sub").mkdir()
+    (root / "sub" / "tokenizer.json").write_text('{"vocab": [1, 2, 3, 4, 5]}')
+    return root
+
+
+def test_local_directory_content_hash_is_stable_and_follows_the_weights(tmp_path):
+    from emoflow.models import directory_digest
+
+    a = make_model_dir(tmp_path / "a")
+    h = ModelSpec(str(a)).provenance()
+    assert h["source"] == "local" and h["revision"].startswith("sha256:") and len(h["revision"]) == 71
+    assert ModelSpec(str(a)).provenance() == h  # stable
+    # where the folder lives does not matter, and hidden folders (.cache of a hub download) do not count
+    b = make_model_dir(tmp_path / "elsewhere" / "b")
+    (b / ".cache").mkdir()
+    (b / ".cache" / "meta").write_text("downloaded at noon")
+    assert directory_digest(b) == h["revision"]
+    # one weight byte changed (same size) gives another hash
+    w = b / "model.safetensors"
+    data = bytearray(w.read_bytes())
+    data[1234] ^= 0xFF
+    w.write_bytes(bytes(data))
+    st = w.stat()
+    os.utime(w, ns=(st.st_atime_ns, st.st_mtime_ns + 5_000_000_000))  # coarse clocks: the mtime moves
+    assert directory_digest(b) != h["revision"]
+    # a renamed file too
+    os.rename(a / "sub" / "tokenizer.json", a / "sub" / "vocab.json")
+    assert directory_digest(a) not in (h["revision"], directory_digest(b))
+
+
+def test_content_hash_is_computed_once_per_folder_state_and_writes_nothing(tmp_path, monkeypatch):
+    import emoflow.models as m
+
+    d = make_model_dir(tmp_path / "ro", weights=2047)
+    calls = []
+    real = m._hash_files
+    monkeypatch.setattr(m, "_hash_files", lambda files: calls.append(len(files)) or real(files))
+    for p in [*d.rglob("*"), d]:
+        p.chmod(0o555 if p.is_dir() else 0o444)  # a read-only model folder (shared, or a mounted volume)
+    try:
+        listing = sorted(p.relative_to(d) for p in d.rglob("*"))
+        first = m.directory_digest(d)
+        assert m.directory_digest(d) == first and calls == [3]
+        assert sorted(p.relative_to(d) for p in d.rglob("*")) == listing
+        st = (d / "config.json").stat()
+        os.utime(d / "config.json", ns=(st.st_atime_ns, st.st_mtime_ns + 7_000_000_000))
+        assert m.directory_digest(d) == first and calls == [3, 3]  # touched: hashed again, same bytes
+    finally:
+        for p in [d, *d.rglob("*")]:
+            p.chmod(0o755 if p.is_dir() else 0o644)
+
+
+def fake_hub_cache(root: Path) -> Path:
+    """``models--org--tiny-model`` as huggingface_hub lays it out: refs name commits, snapshots hold files."""
+    repo = root / "models--org--tiny-model"
+    for commit in (COMMIT_A, COMMIT_B):
+        snap = repo / "snapshots" / commit
+        snap.mkdir(parents=True)
+        (snap / "config.json").write_text(f'{{"commit": "{commit}"}}')
+    (repo / "refs").mkdir()
+    (repo / "refs" / "main").write_text(COMMIT_A)
+    (repo / "refs" / "v2").write_text(COMMIT_B + "\n")
+    return root
+
+
+def test_hub_model_resolves_to_the_cached_commit_offline(tmp_path, monkeypatch):
+    cache = fake_hub_cache(tmp_path / "hub")
+    spec = ModelSpec("org/tiny-model", offline=True, cache_dir=str(cache))
+    p = spec.provenance()
+    assert p == {"id": "org/tiny-model", "revision": COMMIT_A, "requested_revision": None, "source": "hub"}
+    assert ModelSpec("org/tiny-model", "v2", offline=True, cache_dir=str(cache)).provenance()["revision"] == (
+        COMMIT_B
+    )
+    pinned = ModelSpec("org/tiny-model", COMMIT_B, offline=True, cache_dir=str(cache)).record()
+    assert pinned.revision == COMMIT_B and pinned.requested_revision == COMMIT_B
+    assert ModelSpec("org/other", offline=True, cache_dir=str(cache)).provenance()["revision"] is None
+    assert (
+        ModelSpec("org/tiny-model", "v9", offline=True, cache_dir=str(cache)).provenance()["revision"] is None
+    )
+    # the environment's cache (read when asked, not when huggingface_hub was imported)
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    monkeypatch.setenv("HF_HUB_CACHE", str(cache))
+    assert ModelSpec("org/tiny-model").provenance()["revision"] == COMMIT_A
+    # what loading resolves (a snapshot folder) is recorded, and a snapshot folder given as a path
+    # is known by its commit
+    path = resolve_model_dir(ModelSpec("org/tiny-model"), ["config.json"])
+    assert path == cache / "models--org--tiny-model" / "snapshots" / COMMIT_A
+    assert ModelSpec(str(path)).provenance()["revision"] == COMMIT_A
+    assert ModelSpec("org/tiny-model").record(resolve=True, backend="x").to_dict() == {
+        "backend": "x",
+        "id": "org/tiny-model",
+        "revision": COMMIT_A,
+        "requested_revision": None,
+        "source": "hub",
+    }
+    # resolving a model that cannot be had leaves the revision unknown, it does not raise
+    assert ModelSpec("org/absent").record(resolve=True).revision is None
+
+
+def test_provenance_record_keeps_its_core_fields_and_packages_have_versions():
+    from emoflow.models import Provenance, package_provenance
+
+    rec = Provenance("m", "r", options={"revision": "spoofed", "pooling": "cls"})
+    assert rec.to_dict() == {
+        "pooling": "cls",
+        "id": "m",
+        "revision": "r",
+        "requested_revision": None,
+        "source": "hub",
+    }
+    vad = package_provenance("silero-vad", "silero-vad")
+    assert vad.source == "package" and vad.revision is not None and vad.revision.startswith("silero-vad==")
+    assert package_provenance("x", "no-such-distribution-emoflow").revision is None
+
+
+def test_a_loaded_local_model_keeps_the_hash_of_what_was_loaded(tmp_path):
+    """The model cache keeps the weights it loaded: results name those, even after the folder changes."""
+    from emoflow.models import directory_digest
+
+    d = make_model_dir(tmp_path / "loaded", weights=1999)
+    loaded = directory_digest(d)
+    assert resolve_model_dir(ModelSpec(str(d)), ["config.json"]) == d  # what a stage's load does
+    (d / "config.json").write_text('{"hidden_size": 48}')
+    st = (d / "config.json").stat()
+    os.utime(d / "config.json", ns=(st.st_atime_ns, st.st_mtime_ns + 9_000_000_000))
+    assert directory_digest(d) != loaded
+    assert ModelSpec(str(d)).provenance()["revision"] == loaded
+    resolve_model_dir(ModelSpec(str(d)), ["config.json"])  # loaded again (a cleared cache): the new weights
+    assert ModelSpec(str(d)).provenance()["revision"] == directory_digest(d)

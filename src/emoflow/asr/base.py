@@ -25,7 +25,7 @@ class AsrConfig:
     drop_fillers: bool = False
     max_segment_s: float = 28.0
     max_gap_s: float = 2.0
-    batch_size: int = 1  # word timestamps need attention maps: a batch of 4 costs ~1.5 GB on tiny.en
+    batch_size: int = 1  # pieces per decoding call (word timestamps keep no attention maps)
     beam_size: int = 1
 
 

@@ -59,13 +59,21 @@ class FeatureSet:
 
 def feature_info(pipeline: Any) -> dict[str, Any]:
     """The models and settings that determine the features (recorded with the cache and the model)."""
+    from emoflow.models import ModelSpec
+
     c = pipeline.config
     emb = pipeline.sequence_embedder
+
+    def prov(model: str, **kw: Any) -> dict[str, Any]:
+        # resolved revisions (hub commit / content hash) key the cache: other weights, other features;
+        # audio and text models are always needed, so make sure they are local and their commit known
+        return ModelSpec(model, offline=c.offline).provenance(**kw)
+
     return {
-        "audio_model": {"id": c.audio_model, "revision": None},
-        "text_model": {"id": c.text_model, "revision": None},
+        "audio_model": prov(c.audio_model, resolve=True),
+        "text_model": prov(c.text_model, resolve=True),
         "sequence_encoder": emb.describe() if hasattr(emb, "describe") else {"id": c.encoder_model},
-        "asr_model": {"id": c.asr_model, "backend": c.asr_backend},
+        "asr_model": {**prov(c.asr_model), "backend": c.asr_backend},
         "top_k": c.top_k,
         "separator": c.separator,
         "audio_dim": int(pipeline.audio_encoder.dim),

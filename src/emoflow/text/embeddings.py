@@ -36,7 +36,6 @@ from emoflow.models import (
     resolve_device,
     resolve_dtype,
     resolve_model_dir,
-    set_cpu_threads,
 )
 from emoflow.text.sequences import DEFAULT_SEPARATOR, sequence_tokens
 
@@ -94,16 +93,13 @@ class SequenceEncoder:
         from transformers import AutoModel, AutoTokenizer
 
         path = resolve_model_dir(self.spec, ["config.json"], what="sequence encoder", flag="--encoder-model")
-        set_cpu_threads()
         tok = AutoTokenizer.from_pretrained(path)
         model = AutoModel.from_pretrained(path, dtype=self.dtype).to(self.device).eval()
         return model, tok
 
     def describe(self) -> dict[str, Any]:
-        d: dict[str, Any] = {"method": "extraction", "pooling": self.pooling, **self.spec.provenance()}
-        if self.pooling == "layers":
-            d.update(layers=list(self.layers), weights=[float(x) for x in self.weights])
-        return d
+        """Settings and provenance (the encoder's resolved revision), as results record them."""
+        return {**extraction_settings(self.pooling, self.layers, self.weights), **self.spec.provenance()}
 
     def __call__(self, sequences: Sequence[str]) -> np.ndarray:
         """Embeddings ``(N, D)`` float32. Each distinct sequence is encoded once (a transcript
@@ -134,6 +130,33 @@ class SequenceEncoder:
                     emb = (stack * w[:, None, None]).sum(0)
             out[b : b + len(batch["input_ids"])] = emb.float().cpu().numpy()
         return out
+
+
+def extraction_settings(
+    pooling: str, layers: Sequence[int], weights: Sequence[float] | None = None
+) -> dict[str, Any]:
+    """What determines an extraction embedding besides the encoder's weights (layer weights
+    normalised, as :class:`SequenceEncoder` uses them)."""
+    d: dict[str, Any] = {"method": "extraction", "pooling": pooling}
+    if pooling == "layers":
+        w = np.asarray(weights if weights is not None else [1.0] * len(layers), dtype=np.float64)
+        d.update(layers=list(layers), weights=[float(x) for x in (w / w.sum() if w.sum() > 0 else w)])
+    return d
+
+
+def describe_embedding(
+    method: str,
+    *,
+    spec: ModelSpec,
+    layers: Sequence[int] = (-4, -3, -2, -1),
+    weights: Sequence[float] | None = None,
+    scheme: str | os.PathLike[str] | None = None,
+) -> dict[str, Any]:
+    """The sequence embedding's settings and provenance without loading it: ``method`` ``cls`` or
+    ``layers`` (the encoder ``spec``), or ``word2vec`` (the trained ``scheme`` directory)."""
+    if method == "word2vec":
+        return EmotionWord2Vec.describe_scheme(scheme or "")
+    return {**extraction_settings(method, layers, weights), **spec.provenance()}
 
 
 def _stable_hash(s: str) -> int:
@@ -228,7 +251,27 @@ class EmotionWord2Vec:
         return cls(vectors, meta)
 
     def describe(self) -> dict[str, Any]:
-        return {k: v for k, v in self.meta.items() if k != "vocabulary"}
+        """The scheme's settings; once saved or loaded, its folder and content hash too."""
+        d = {k: v for k, v in self.meta.items() if k != "vocabulary"}
+        if d.get("path"):
+            d.update(ModelSpec(str(d["path"])).provenance())
+        return d
+
+    @classmethod
+    def describe_scheme(cls, directory: str | os.PathLike[str]) -> dict[str, Any]:
+        """:meth:`describe` of a saved scheme without loading its vectors."""
+        d = Path(directory)
+        try:
+            meta = json.loads((d / cls.SCHEME_FILE).read_text(encoding="utf-8"))
+        except (OSError, ValueError) as e:
+            raise ModelUnavailableError(
+                f"{d}: not an emotion embedding scheme ({cls.SCHEME_FILE} unreadable: "
+                f"{type(e).__name__}); train one with `emoflow train-embeddings`"
+            ) from None
+        out = {k: v for k, v in meta.items() if k != "vocabulary"}
+        out["path"] = str(d)
+        out.update(ModelSpec(str(d)).provenance())
+        return out
 
     def embed_tokens(self, tokens: Sequence[str]) -> np.ndarray:
         known = [t for t in tokens if t in self.vectors.key_to_index]

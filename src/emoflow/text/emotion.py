@@ -20,7 +20,6 @@ from emoflow.models import (
     resolve_device,
     resolve_dtype,
     resolve_model_dir,
-    set_cpu_threads,
 )
 from emoflow.types import EmotionScores
 
@@ -67,7 +66,6 @@ class TextEmotionClassifier:
         from transformers import AutoModelForSequenceClassification, AutoTokenizer
 
         path = resolve_model_dir(self.spec, ["config.json"], what="text emotion model", flag="--text-model")
-        set_cpu_threads()
         tok = AutoTokenizer.from_pretrained(path)
         model = (
             AutoModelForSequenceClassification.from_pretrained(path, dtype=self.dtype).to(self.device).eval()
