@@ -12,7 +12,7 @@ from emoflow.asr.base import AsrConfig, group_regions
 from emoflow.asr.transcript_io import read_transcript
 from emoflow.audio.io import Audio, load_audio
 from emoflow.types import TimeSpan
-from tests.conftest import need_shared, run_cli
+from tests.conftest import need_shared, run_cli, speech_files
 
 pytestmark = pytest.mark.slow
 
@@ -104,3 +104,117 @@ def test_cli_transcribe_writes_crisperwhisper_json(whisper_tiny_dir, tmp_path):
     assert set(data) == {"text", "chunks"} and data["chunks"][0]["text"].startswith(" ")
     assert all(len(c["timestamp"]) == 2 for c in data["chunks"])
     assert "my fellow americans" in read_transcript(out).text.lower()
+
+
+def test_faster_whisper_transcribes_only_the_given_speech_regions(ct2_dir, jfk):
+    """Issue 10.9: faster-whisper used its own VAD and ignored emoflow's regions."""
+    from emoflow.asr.whisper_ct2 import CT2WhisperTranscriber
+
+    asr = CT2WhisperTranscriber(str(ct2_dir), AsrConfig(language="en"))
+    first = asr(jfk, [TimeSpan(0.3, 2.9)])  # "And so my fellow Americans" only
+    assert "fellow americans" in first.text.lower()
+    assert "country" not in first.text.lower()
+    assert first.words[-1].end <= 3.2
+    both = asr(jfk, [TimeSpan(0.3, 2.9), TimeSpan(8.0, 10.6)])  # ... and "ask what you can do ..."
+    assert "fellow americans" in both.text.lower() and "your country" in both.text.lower()
+    assert not any(3.2 < w.start < 7.8 for w in both.words)  # nothing from the gap
+    assert asr(jfk, []).words == ()
+
+
+class _RecordingFasterWhisper:
+    """Stands in for faster_whisper.WhisperModel: records what transcribe() was asked."""
+
+    def __init__(self) -> None:
+        self.calls: list[dict] = []
+
+    def transcribe(self, audio, **kwargs):
+        from types import SimpleNamespace
+
+        self.calls.append(kwargs)
+        return iter([]), SimpleNamespace(language="en")
+
+
+def test_faster_whisper_gets_our_pieces_as_clip_timestamps_and_no_vad_of_its_own():
+    from emoflow.asr.whisper_ct2 import CT2WhisperTranscriber
+
+    fake = _RecordingFasterWhisper()
+    asr = CT2WhisperTranscriber("any/ct2-model", AsrConfig(language="en"), model=fake)
+    audio = Audio(np.zeros(16000 * 37, np.float32))  # 37 s
+    speech = [TimeSpan(3.0, 5.5), TimeSpan(6.0, 9.0), TimeSpan(20.0, 26.5)]
+    asr(audio, speech)
+    (kw,) = fake.calls
+    assert kw["vad_filter"] is False
+    assert kw["clip_timestamps"] == pytest.approx([2.8, 9.2, 19.8, 26.7])  # group_regions' pieces
+    assert asr(audio, []).words == () and len(fake.calls) == 1  # no speech: nothing decoded
+
+
+# -- word timestamps without every attention map (issue 16, item 3) --
+
+
+@pytest.fixture(scope="module")
+def stock_pipe(whisper_tiny_dir):
+    """A second, untouched transformers pipeline: today's method, as the reference."""
+    import torch
+    from transformers import pipeline
+
+    return pipeline(
+        "automatic-speech-recognition", model=str(whisper_tiny_dir), device="cpu", dtype=torch.float32
+    )
+
+
+def _chunks(pipe, audio, generate_kwargs):
+    out = pipe(
+        {"raw": audio.samples, "sampling_rate": 16000},
+        return_timestamps="word",
+        generate_kwargs=dict(generate_kwargs),
+    )
+    return [(c["text"], *c["timestamp"]) for c in out["chunks"]]
+
+
+@pytest.mark.parametrize(
+    "name",
+    ["jfk.flac", *(f"speech/{p.name}" for p in speech_files())],
+)
+def test_word_times_match_transformers_own_method(hf_asr, stock_pipe, name):
+    audio = load_audio(need_shared("audio", *name.split("/")))
+    ours = _chunks(hf_asr.pipe, audio, hf_asr._generate_kwargs())
+    ref = _chunks(stock_pipe, audio, hf_asr._generate_kwargs())
+    assert [c[0] for c in ours] == [c[0] for c in ref] and len(ours) > 5
+    for (_, s1, e1), (_, s2, e2) in zip(ours, ref, strict=True):
+        assert abs(s1 - s2) <= 0.02 and abs(e1 - e2) <= 0.02
+
+
+def test_word_timestamps_keep_no_attention_maps(hf_asr, stock_pipe, jfk):
+    """What made word timestamps cost ~600 MB per piece on tiny.en (GBs at large-v3 size):
+    generate kept every encoder and decoder attention map. It must keep none now."""
+
+    def generate(model):
+        fe = stock_pipe.feature_extractor
+        x = fe(jfk.samples, sampling_rate=16000, return_tensors="pt", return_attention_mask=True)
+        out = model.generate(
+            x.input_features,
+            attention_mask=x.attention_mask,
+            return_timestamps=True,
+            return_token_timestamps=True,
+            return_segments=True,
+            num_beams=1,
+        )
+        return out["segments"][0][0]
+
+    ours, ref = generate(hf_asr.pipe.model), generate(stock_pipe.model)
+    assert "cross_attentions" in ref["result"] and "encoder_attentions" in ref["result"]  # today's
+    assert "cross_attentions" not in ours["result"] and "encoder_attentions" not in ours["result"]
+    assert np.allclose(ours["token_timestamps"].numpy(), ref["token_timestamps"].numpy(), atol=0.021)
+
+
+def test_word_timestamps_from_two_threads_match_sequential_runs(hf_asr, jfk):
+    """The alignment hooks sit on the shared cached model: each thread must get its own."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    other = load_audio(need_shared("audio", "speech", "three_moods.wav"))
+    inputs = [jfk, other]
+    kw = hf_asr._generate_kwargs()
+    sequential = [_chunks(hf_asr.pipe, a, kw) for a in inputs]
+    with ThreadPoolExecutor(2) as pool:
+        parallel = list(pool.map(lambda a: _chunks(hf_asr.pipe, a, kw), inputs))
+    assert parallel == sequential

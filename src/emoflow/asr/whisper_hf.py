@@ -3,9 +3,12 @@
 Only speech goes to the recogniser: Silero VAD finds the speech regions, which are
 grouped into pieces of at most ~28 s and transcribed as arrays (never paths, which
 would need the ffmpeg binary); a piece longer than 30 s is decoded in 30 s windows by
-the pipeline's chunked long-form mode. Word times are offset back to the recording and
-repaired (see :mod:`emoflow.asr.transcript_io`); CrisperWhisper's pause rule is applied to
-CrisperWhisper models.
+the pipeline's chunked long-form mode. Word times come from transformers' own DTW over the
+alignment heads' cross-attentions, but those are computed by one teacher-forced decoder pass
+instead of keeping every attention map during generation (see
+:mod:`emoflow.asr.word_alignment`: the same times, a bounded memory). Word times are offset
+back to the recording and repaired (see :mod:`emoflow.asr.transcript_io`); CrisperWhisper's
+pause rule is applied to CrisperWhisper models.
 
 Licences: CrisperWhisper (the default) is CC BY-NC 4.0 — non-commercial use only;
 ``openai/whisper-large-v3-turbo`` (MIT) is the permissive choice.
@@ -19,6 +22,7 @@ from typing import Any
 
 from emoflow.asr.base import DEFAULT_ASR_MODEL, AsrConfig, group_regions
 from emoflow.asr.transcript_io import RawWord, repair_words
+from emoflow.asr.word_alignment import install as install_low_memory_alignment
 from emoflow.audio.io import TARGET_RATE, Audio
 from emoflow.errors import ModelError
 from emoflow.models import (
@@ -27,7 +31,6 @@ from emoflow.models import (
     resolve_device,
     resolve_dtype,
     resolve_model_dir,
-    set_cpu_threads,
 )
 from emoflow.types import TimeSpan, Transcript
 
@@ -59,6 +62,12 @@ class HFWhisperTranscriber:
                 f"ASR model {self.spec.id} has no alignment_heads in its generation_config, so it "
                 "cannot give word timestamps; use a Whisper checkpoint that ships them"
             )
+        if not install_low_memory_alignment(self.pipe.model):
+            log.warning(
+                "ASR model %s: word timestamps keep every attention map (memory grows with the "
+                "model size); this model type does not take emoflow's low-memory alignment",
+                self.spec.id,
+            )
         self.multilingual = bool(getattr(gen, "is_multilingual", False))
         self.pause_adjust = (
             self.config.pause_adjust
@@ -71,7 +80,6 @@ class HFWhisperTranscriber:
         from transformers import pipeline
 
         path = resolve_model_dir(self.spec, ["config.json"], what="ASR model", flag="--asr-model")
-        set_cpu_threads()
         return pipeline("automatic-speech-recognition", model=str(path), device=self.device, dtype=self.dtype)
 
     @property
