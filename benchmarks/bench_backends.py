@@ -1,9 +1,14 @@
 """Model backends against the user's design-document method, same model, same process.
 
-(a) emotion2vec timeline (window 3 s, hop 1 s) on full-size emotion2vec_plus_large
-    replica: the design document writes a temp wav per window and calls
-    ``AutoModel.generate`` on it (and drops the final partial window); emoflow's ``exact``
-    batches the windows in memory and ``pooled`` runs the audio through once in chunks.
+(a) emotion2vec on a full-size emotion2vec_plus_large replica, float32 and the default
+    dtype (``auto``: bfloat16 on CPUs with native bf16) side by side:
+    - one float32 FunASR ``generate`` pass over the whole audio (the yardstick);
+    - the timeline (window 3 s, hop 1 s): the design document writes a temp wav per window
+      and calls ``AutoModel.generate`` on it (and drops the final partial window); emoflow's
+      ``exact`` batches the windows in memory and ``pooled`` runs the audio through once;
+    - the voice side of ``analyze`` (sentence spans + utterance + timeline): today's method
+      (every sentence through the model again) against spans from the pooled pass;
+    - how far the default dtype's outputs are from float32's.
 (b) text emotion of 200 sentences on a full-size distilroberta replica: one
     ``pipeline("text-classification")`` call per sentence (design document) vs emoflow's
     batched classifier.
@@ -44,38 +49,93 @@ def design_document_timeline(
     return n
 
 
-def timed(fn):
+def timed(fn, *args, **kwargs):
     t0 = time.perf_counter()
-    out = fn()
+    out = fn(*args, **kwargs)
     return time.perf_counter() - t0, out
+
+
+def sentence_spans(seconds: float, seed: int = 0) -> list:
+    """Sentence-like spans of 1.5-5 s with 0.1-0.4 s pauses, covering the audio."""
+    from emoflow.types import TimeSpan
+
+    rng = np.random.default_rng(seed)
+    spans, t = [], 0.2
+    while t + 1.0 < seconds:
+        end = min(seconds, t + rng.uniform(1.5, 5.0))
+        spans.append(TimeSpan(round(t, 3), round(end, 3)))
+        t = end + rng.uniform(0.1, 0.4)
+    return spans
 
 
 def bench_timeline(paths, seconds: float) -> None:
     from emoflow.audio.io import Audio
+    from emoflow.models import ModelSpec
     from emoflow.speech.emotion2vec import Emotion2vecEncoder, TimelineConfig
 
-    enc = Emotion2vecEncoder(str(paths["emotion2vec"]))
+    fp32 = Emotion2vecEncoder(ModelSpec(str(paths["emotion2vec"]), dtype="float32"))
+    auto = Emotion2vecEncoder(ModelSpec(str(paths["emotion2vec"]), dtype="auto"))
+    dt = str(auto.dtype).replace("torch.", "")
     audio = Audio(speech(seconds))
-    enc.utterance(Audio(audio.samples[: 3 * 16000]))  # warm-up
-    t_seed, n_seed = timed(lambda: design_document_timeline(enc.automodel, audio.samples))
-    t_exact, tl_e = timed(lambda: enc.timeline(audio, TimelineConfig(mode="exact")))
-    t_pooled, tl_p = timed(lambda: enc.timeline(audio, TimelineConfig(mode="pooled")))
+    sents = sentence_spans(seconds)
+    for enc in (fp32, auto):
+        enc.utterance(Audio(audio.samples[: 3 * 16000]))  # warm-up
+    fp32.automodel.generate(audio.samples[: 3 * 16000], granularity="utterance")
+    exact, pooled = TimelineConfig(mode="exact"), TimelineConfig(mode="pooled")
+
+    t_gen, _ = timed(lambda: fp32.automodel.generate(audio.samples, granularity="utterance"))
+    t_seed, n_seed = timed(lambda: design_document_timeline(fp32.automodel, audio.samples))
+    t = {}
+    out = {}
+    for name, enc in (("float32", fp32), ("auto", auto)):
+        t[name, "exact"], out[name, "exact"] = timed(enc.timeline, audio, exact)
+        t[name, "pooled"], out[name, "pooled"] = timed(enc.timeline, audio, pooled)
+        t[name, "voice-today", "pooled"], _ = timed(enc.analyze, audio, sents, pooled, span_method="exact")
+        t[name, "voice", "pooled"], out[name, "voice"] = timed(enc.analyze, audio, sents, pooled)
+    n_win = len(out["float32", "exact"].spans)
+
+    def rtf(x: float) -> str:
+        return f"{x:6.2f} s (RTF {x / seconds:.3f})"
+
     print(
-        f"(a) timeline, {seconds:.0f} s audio, window 3 s / hop 1 s, full-size emotion2vec replica "
-        f"(dim {enc.dim}):"
+        f"(a) emotion2vec, {seconds:.0f} s audio, full-size replica (dim {fp32.dim}), "
+        f"default dtype auto = {dt} here; float32 | {dt} side by side"
+    )
+    print(f"    one float32 FunASR generate pass over the whole audio: {rtf(t_gen)}")
+    print(f"    timeline, window 3 s / hop 1 s ({n_win} windows):")
+    print(f"      design document (temp wav + generate per window, float32): {rtf(t_seed)}, {n_seed} windows")
+    for mode in ("exact", "pooled"):
+        a, b = t["float32", mode], t["auto", mode]
+        print(
+            f"      emoflow {mode:6s}: float32 {rtf(a)} -> {t_seed / a:.2f}x | {dt} {rtf(b)} "
+            f"-> {t_seed / b:.2f}x the design document"
+        )
+    print(f"    voice side of analyze ({len(sents)} sentence spans + utterance + timeline):")
+    a, b = t["float32", "voice-today", "pooled"], t["auto", "voice-today", "pooled"]
+    print(
+        f"      pooled timeline, today (every span through the model again): float32 {rtf(a)} | {dt} {rtf(b)}"
+    )
+    a, b = t["float32", "voice", "pooled"], t["auto", "voice", "pooled"]
+    today = t["float32", "voice-today", "pooled"]
+    print(
+        f"      pooled timeline, spans from the pooled pass (new default): float32 {rtf(a)} | {dt} {rtf(b)}"
     )
     print(
-        f"    design document (temp wav + generate per window): {t_seed:6.2f} s for {n_seed} windows "
-        f"(RTF {t_seed / seconds:.3f})"
+        f"      new default ({dt}, one pass) vs today's float32: {today / b:.2f}x; "
+        f"vs one float32 generate pass: {t_gen / b:.2f}x faster"
     )
+    e32, e16 = out["float32", "voice"], out["auto", "voice"]
+    s32 = np.vstack([e32.timeline.scores, [r.scores.scores for r in (*e32.spans, e32.utterance)]])
+    s16 = np.vstack([e16.timeline.scores, [r.scores.scores for r in (*e16.spans, e16.utterance)]])
+    v32 = np.vstack([e32.timeline.embeddings, [r.embedding for r in (*e32.spans, e32.utterance)]])
+    v16 = np.vstack([e16.timeline.embeddings, [r.embedding for r in (*e16.spans, e16.utterance)]])
+    cos = (v32 * v16).sum(1) / np.linalg.norm(v32, axis=1) / np.linalg.norm(v16, axis=1)
     print(
-        f"    emoflow exact : {t_exact:6.2f} s for {len(tl_e.spans)} windows (RTF {t_exact / seconds:.3f}) "
-        f"-> {t_seed / t_exact:.2f}x"
+        f"    {dt} vs float32 over {len(s32)} outputs (windows, spans, utterance): max score difference "
+        f"{np.abs(s32 - s16).max():.1e}, same top label {np.mean(s32.argmax(1) == s16.argmax(1)):.0%}, "
+        f"embedding cosine min {cos.min():.5f} (random weights: indicative only)"
     )
-    print(
-        f"    emoflow pooled: {t_pooled:6.2f} s for {len(tl_p.spans)} windows (RTF {t_pooled / seconds:.3f}) "
-        f"-> {t_seed / t_pooled:.2f}x"
-    )
+    tl_e, tl_p = out["float32", "exact"], out["float32", "pooled"]
     agree = float(np.mean(tl_e.scores.argmax(1) == tl_p.scores.argmax(1)))
     print(f"    exact vs pooled top-label agreement: {agree:.0%} (random weights: indicative only)")
 

@@ -6,6 +6,12 @@ loaded (and warmed up) before timing. "Orchestration" is everything that is not 
 forward pass: decoding, sentence splitting and alignment, boundary refinement,
 assembling the result, and (reported separately) writing the output files.
 
+The voice side (emotion2vec: sentence spans + utterance + timeline) is run three ways in
+the same process, the other stages shared: today's method in float32 (every sentence
+span through the model again), the new span method in float32, and the default (new
+span method, dtype ``auto`` = bfloat16 on CPUs with native bf16). With ``--timeline
+exact`` the span method is the same in all three (each span on its own).
+
     python benchmarks/bench_pipeline.py [--seconds 60] [--timeline exact|pooled]
 """
 
@@ -20,8 +26,23 @@ import soundfile as sf
 
 from _common import SHARED, full_replicas, machine, speech
 from emoflow.config import PipelineConfig
+from emoflow.models import ModelSpec
 from emoflow.pipeline import MODEL_STAGES, STAGES, Pipeline
-from emoflow.speech.emotion2vec import TimelineConfig
+from emoflow.speech.emotion2vec import Emotion2vecEncoder, TimelineConfig
+
+
+class SpansExact:
+    """Today's method: every sentence span through the model again, whatever the timeline."""
+
+    def __init__(self, encoder: Emotion2vecEncoder) -> None:
+        self.encoder = encoder
+        self.dim = encoder.dim
+
+    def analyze(self, audio, spans, config):
+        return self.encoder.analyze(audio, spans, config, span_method="exact")
+
+    def __getattr__(self, name: str):  # everything else (spec, labels, ...) from the encoder
+        return getattr(self.encoder, name)
 
 
 def main() -> None:
@@ -43,24 +64,45 @@ def main() -> None:
     )
     pipe = Pipeline(config)
     pipe.load_all()
+    default = pipe.audio_encoder  # dtype auto
+    dt = str(default.dtype).replace("torch.", "")
+    fp32 = Emotion2vecEncoder(ModelSpec(str(paths["emotion2vec"]), device=default.device, dtype="float32"))
+    shared = dict(
+        transcriber=pipe.transcriber,
+        text_classifier=pipe.text_classifier,
+        sequence_embedder=pipe.sequence_embedder,
+        vad=pipe.vad,
+    )
+    variants = [
+        ("today: float32, every span again", Pipeline(config, audio_encoder=SpansExact(fp32), **shared)),
+        ("float32, spans by timeline mode", Pipeline(config, audio_encoder=fp32, **shared)),
+        (f"default: {dt}, spans by timeline mode", pipe),
+    ]
+    runs = []
     with tempfile.TemporaryDirectory() as d:
         warm = Path(d) / "warm.wav"
         sf.write(warm, speech(4.0), 16000)
-        pipe.analyze(warm)
         path = Path(d) / "speech.flac"
         sf.write(path, speech(a.seconds), 16000)
-        t0 = time.perf_counter()
-        result = pipe.analyze(path)
-        t_analyze = time.perf_counter() - t0
-        t0 = time.perf_counter()
-        result.save(Path(d) / "out")
-        t_write = time.perf_counter() - t0
+        for label, p in variants:
+            p.analyze(warm)
+            t0 = time.perf_counter()
+            result = p.analyze(path)
+            t_analyze = time.perf_counter() - t0
+            t0 = time.perf_counter()
+            result.save(Path(d) / "out")
+            t_write = time.perf_counter() - t0
+            runs.append((label, result, t_analyze, t_write))
+    label, result, t_analyze, t_write = runs[-1]
     total = t_analyze + t_write
     n_sent, n_win = len(result.sentences), len(result.timeline.spans)
-    print(f"{a.seconds:.0f} s of speech, {n_sent} sentences, {n_win} windows ({a.timeline} timeline)")
     print(
-        f"end to end: {total:.2f} s = RTF {total / a.seconds:.3f} (analysis {t_analyze:.2f} s + writing "
-        f"outputs {t_write:.2f} s)"
+        f"{a.seconds:.0f} s of speech, {n_sent} sentences, {n_win} windows ({a.timeline} timeline), "
+        f"voice side: {result.voice}"
+    )
+    print(
+        f"end to end ({label}): {total:.2f} s = RTF {total / a.seconds:.3f} (analysis {t_analyze:.2f} s + "
+        f"writing outputs {t_write:.2f} s)"
     )
     for name in STAGES:
         t = result.timings.get(name, 0.0)
@@ -73,6 +115,14 @@ def main() -> None:
         f"orchestration (everything but model passes): {orch:.2f} s = {orch / total:.1%} of the total "
         f"({(t_analyze - model) / t_analyze:.1%} without writing files)"
     )
+    print("voice side (audio_emotion stage) and end to end, same run:")
+    base = runs[0][1].timings["audio_emotion"]
+    for label, r, t_an, t_wr in runs:
+        v = r.timings["audio_emotion"]
+        print(
+            f"  {label:42s} voice {v:6.2f} s (RTF {v / a.seconds:.3f}, {base / v:4.2f}x today)   "
+            f"end to end {t_an + t_wr:6.2f} s (RTF {(t_an + t_wr) / a.seconds:.3f})"
+        )
 
 
 if __name__ == "__main__":

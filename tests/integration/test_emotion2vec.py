@@ -1,4 +1,7 @@
-"""emotion2vec on a tiny replica loaded through FunASR: shapes, labels, batching, timeline."""
+"""emotion2vec on a tiny replica loaded through FunASR: shapes, labels, batching, timeline,
+thread safety, the bfloat16 default and sentence spans from the pooled pass."""
+
+import threading
 
 import numpy as np
 import pytest
@@ -7,10 +10,23 @@ from hypothesis import strategies as st
 
 from emoflow.audio.io import Audio
 from emoflow.errors import ConfigError, ModelError
+from emoflow.models import ModelSpec
 from emoflow.speech.emotion2vec import Emotion2vecEncoder, TimelineConfig, english_label, window_spans
 from emoflow.types import TimeSpan
 
 LABELS = ("angry", "disgusted", "fearful", "happy", "neutral", "other", "sad", "surprised", "unknown")
+
+
+@pytest.fixture(scope="module")
+def e2v(replicas):
+    """float32 explicitly (dtype ``auto`` is bfloat16 on CPUs with native bf16): these tests
+    compare with FunASR's own float32 code and between batchings at tight tolerances."""
+    return Emotion2vecEncoder(ModelSpec(str(replicas["emotion2vec"]), dtype="float32"), batch_size=4)
+
+
+@pytest.fixture(scope="module")
+def e2v_bf16(replicas):
+    return Emotion2vecEncoder(ModelSpec(str(replicas["emotion2vec"]), dtype="bfloat16"), batch_size=4)
 
 
 def speechlike(seconds: float, seed: int = 0) -> Audio:
@@ -133,3 +149,193 @@ def test_base_model_without_head_is_refused(e2v, tmp_path):
             Emotion2vecEncoder(e2v.spec, model=Headless())
     finally:
         Headless.model.proj = proj
+
+
+# ---- issue 10.4: padding hooks once per model, the mask per call ----------------------------
+def _position_convs(enc):
+    import torch
+
+    encoder = enc.net.modality_encoders["AUDIO"].relative_positional_encoder
+    return [m for m in encoder.modules() if isinstance(m, torch.nn.Conv1d)]
+
+
+def test_padding_hooks_are_registered_once_per_model(e2v):
+    convs = _position_convs(e2v)
+    assert convs and all(len(m._forward_pre_hooks) == 1 for m in convs)
+    for batch in (2, 3, 5):  # the pipeline, the service's workers, the fusion features ...
+        Emotion2vecEncoder(e2v.spec, model=e2v.automodel, batch_size=batch)
+    assert all(len(m._forward_pre_hooks) == 1 for m in convs)
+
+
+def test_two_threads_at_once_give_the_sequential_results(e2v):
+    """Two requests sharing one encoder (``serve --workers 2``) inside forward at the same time:
+    each must use its own padding mask. A barrier holds both threads inside their first
+    forward (after the mask is set, before the positional encoder reads it)."""
+    jobs = {
+        "a": (speechlike(7.0, seed=11), [TimeSpan(0.0, 1.1), TimeSpan(1.5, 4.4), TimeSpan(4.6, 6.9)]),
+        "b": (speechlike(5.3, seed=12), [TimeSpan(0.2, 2.9), TimeSpan(3.0, 3.7)]),
+    }
+    sequential = {k: e2v.spans(a, s) for k, (a, s) in jobs.items()}
+    barrier = threading.Barrier(2, timeout=60)
+    waited: set[int] = set()
+
+    def hold(module, args):
+        me = threading.get_ident()
+        if me not in waited:
+            waited.add(me)
+            barrier.wait()  # raises BrokenBarrierError after 60 s instead of hanging
+
+    results: dict[str, object] = {}
+
+    def run(key):
+        audio, spans = jobs[key]
+        try:
+            results[key] = e2v.spans(audio, spans)
+        except BaseException as e:  # reported below, in the test's thread
+            results[key] = e
+
+    handle = e2v.net.modality_encoders["AUDIO"].local_encoder.register_forward_pre_hook(hold)
+    try:
+        threads = [threading.Thread(target=run, args=(k,)) for k in jobs]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join(timeout=120)
+    finally:
+        handle.remove()
+    assert not any(t.is_alive() for t in threads)
+    for key, ref in sequential.items():
+        got = results[key]
+        assert not isinstance(got, BaseException), f"thread {key}: {got!r}"
+        for g, r in zip(got, ref, strict=True):  # type: ignore[call-overload]
+            np.testing.assert_array_equal(g.embedding, r.embedding)
+            assert g.scores == r.scores
+
+
+# ---- issue 16.1: dtype auto = bfloat16 on CPUs with native bf16 -----------------------------
+def test_dtype_auto_follows_the_cpu(e2v, monkeypatch):
+    import torch
+
+    import emoflow.models
+
+    spec = ModelSpec(e2v.spec.id, device="cpu")
+    monkeypatch.setattr(emoflow.models, "cpu_has_native_bf16", lambda: True)
+    assert Emotion2vecEncoder(spec, model=e2v.automodel).dtype == torch.bfloat16
+    opt_out = ModelSpec(e2v.spec.id, device="cpu", dtype="float32")
+    assert Emotion2vecEncoder(opt_out, model=e2v.automodel).dtype == torch.float32
+    monkeypatch.setattr(emoflow.models, "cpu_has_native_bf16", lambda: False)
+    assert Emotion2vecEncoder(spec, model=e2v.automodel).dtype == torch.float32
+
+
+def test_bfloat16_stays_close_to_float32(e2v, e2v_bf16):
+    """The bound the README quotes: scores, top labels and embeddings against float32."""
+    audio = speechlike(9.3, seed=13)
+    spans = [TimeSpan(0.0, 2.2), TimeSpan(2.5, 6.1), TimeSpan(6.4, 9.3)]
+    c = TimelineConfig(mode="pooled", chunk_s=4.0)
+    ref, got = e2v.analyze(audio, spans, c), e2v_bf16.analyze(audio, spans, c)
+    assert (ref.dtype, got.dtype) == ("float32", "bfloat16")
+    s32 = np.vstack([ref.timeline.scores, [r.scores.scores for r in (*ref.spans, ref.utterance)]])
+    s16 = np.vstack([got.timeline.scores, [r.scores.scores for r in (*got.spans, got.utterance)]])
+    assert np.abs(s32 - s16).max() < 5e-3  # 8e-4 here
+    assert np.mean(s32.argmax(1) == s16.argmax(1)) >= 0.9  # 100% here
+    e32 = np.vstack([ref.timeline.embeddings, [r.embedding for r in (*ref.spans, ref.utterance)]])
+    e16 = np.vstack([got.timeline.embeddings, [r.embedding for r in (*got.spans, got.utterance)]])
+    cos = (e32 * e16).sum(1) / np.linalg.norm(e32, axis=1) / np.linalg.norm(e16, axis=1)
+    assert cos.min() > 0.9995  # 0.99999 here
+    assert e16.dtype == np.float32
+
+
+# ---- issue 16.2: sentence spans from the pooled pass ----------------------------------------
+SENTENCES = [TimeSpan(0.3, 2.9), TimeSpan(3.1, 3.2), TimeSpan(3.4, 7.65), TimeSpan(7.7, 8.4)]
+
+
+def test_pooled_spans_are_means_of_the_one_pass(e2v):
+    audio = speechlike(8.45, seed=14)
+    c = TimelineConfig(mode="pooled", chunk_s=10.0)  # one chunk: frames of one forward pass
+    voice = e2v.analyze(audio, SENTENCES, c)
+    assert voice.span_method == "pooled" and voice.describe() == {"span_method": "pooled", "dtype": "float32"}
+    src, pad, valid = e2v.preprocess([audio.samples])
+    frames = e2v.forward(src, pad, valid).numpy()[0]
+    centres = (np.arange(len(frames)) * 320 + 200) / 16000
+    for span, r in zip(SENTENCES, voice.spans, strict=True):
+        w = e2v._widen(audio, span)  # 3.1-3.2 is widened to 0.25 s, as in exact mode
+        sel = (centres >= w.start) & (centres < w.end)
+        np.testing.assert_allclose(r.embedding, frames[sel].mean(0), atol=1e-4)
+        np.testing.assert_allclose(r.scores.scores, e2v.head(r.embedding[None])[0], atol=1e-6)
+    utt, tl = e2v.utterance_and_timeline(audio, c)
+    np.testing.assert_array_equal(voice.timeline.embeddings, tl.embeddings)
+    np.testing.assert_array_equal(voice.utterance.embedding, utt.embedding)
+
+
+def test_pooled_voice_side_is_one_pass(e2v, monkeypatch):
+    """Spans add no forward pass: the chunks of the timeline are all the model runs."""
+    audio = speechlike(9.5, seed=15)
+    calls = []
+    forward = e2v.forward
+    monkeypatch.setattr(e2v, "forward", lambda *a: calls.append(a[0].shape) or forward(*a))
+    voice = e2v.analyze(audio, SENTENCES, TimelineConfig(mode="pooled", chunk_s=4.0))
+    assert len(calls) == 3 and len(voice.spans) == len(SENTENCES)  # chunks at 0, 4 and 8 s
+    calls.clear()
+    e2v.analyze(audio, SENTENCES, TimelineConfig(mode="pooled", chunk_s=4.0), span_method="exact")
+    assert len(calls) > 3  # today's method: every span again
+
+
+def test_exact_mode_is_unchanged(e2v):
+    """``exact``: spans, utterance and timeline are exactly what the separate calls give."""
+    audio = speechlike(6.2, seed=16)
+    voice = e2v.analyze(audio, SENTENCES[:3], TimelineConfig(mode="exact"))
+    assert voice.span_method == "exact"
+    for r, ref in zip(voice.spans, e2v.spans(audio, SENTENCES[:3]), strict=True):
+        np.testing.assert_array_equal(r.embedding, ref.embedding)
+        assert r.scores == ref.scores
+    utt, tl = e2v.utterance_and_timeline(audio, TimelineConfig(mode="exact"))
+    np.testing.assert_array_equal(voice.timeline.scores, tl.scores)
+    np.testing.assert_array_equal(voice.utterance.embedding, utt.embedding)
+    assert e2v.analyze(audio, [], TimelineConfig(mode="pooled")).spans == ()
+    with pytest.raises(ConfigError, match="span method"):
+        e2v.analyze(audio, SENTENCES, span_method="fast")  # type: ignore[arg-type]
+
+
+def test_the_result_says_how_spans_were_computed(e2v):
+    import jsonschema
+
+    from emoflow.config import PipelineConfig
+    from emoflow.pipeline import Pipeline, Work
+    from emoflow.results import result_schema
+    from emoflow.types import Sentence
+
+    audio = speechlike(6.0, seed=17)
+    sentences = [Sentence(0, "One.", TimeSpan(0.2, 2.6)), Sentence(1, "Two.", TimeSpan(2.9, 5.8))]
+    schema = result_schema()
+    for mode in ("pooled", "exact"):
+        pipe = Pipeline(PipelineConfig(timeline=TimelineConfig(mode=mode)), audio_encoder=e2v)
+        work = pipe.stage_audio(Work(None, audio=audio, sentences=sentences))
+        assert work.voice == {"span_method": mode, "dtype": "float32"}
+        assert work.audio_emb.shape == (2, e2v.dim) and len(work.audio_scores) == 2
+        jsonschema.validate({"voice": work.voice}, {**schema, "required": []})
+    with pytest.raises(jsonschema.ValidationError):
+        jsonschema.validate({"voice": {"span_method": "fast"}}, {**schema, "required": []})
+
+
+def test_bfloat16_fused_attention_matches_funasrs_attention(e2v_bf16):
+    """The fused attention of low-precision models computes what FunASR's attention does,
+    padding included (batched = one by one)."""
+    from funasr.models.emotion2vec.modules import AltAttention
+
+    audio = speechlike(7.4, seed=18)
+    spans = [TimeSpan(0.0, 2.3), TimeSpan(2.0, 6.9), TimeSpan(4.1, 5.0)]
+    fused = e2v_bf16.spans(audio, spans)
+    mods = [m for m in e2v_bf16.net.modules() if isinstance(m, AltAttention)]
+    assert mods and all("forward" in vars(m) for m in mods)
+    saved = [vars(m).pop("forward") for m in mods]
+    try:
+        original = e2v_bf16.spans(audio, spans)
+    finally:
+        for m, f in zip(mods, saved, strict=True):
+            m.forward = f
+    single = [e2v_bf16.spans(audio, [s])[0] for s in spans]
+    for f, o, s in zip(fused, original, single, strict=True):
+        cos = f.embedding @ o.embedding / np.linalg.norm(f.embedding) / np.linalg.norm(o.embedding)
+        assert cos > 0.999
+        np.testing.assert_allclose(f.scores.scores, o.scores.scores, atol=2e-2)
+        np.testing.assert_allclose(f.embedding, s.embedding, atol=0.05 * np.abs(s.embedding).max())

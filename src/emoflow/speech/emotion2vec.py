@@ -6,7 +6,7 @@ one waveform at a time, wants files or unbatched arrays, and never cuts long inp
 
 Inside: *preprocess* (per-input layer norm as FunASR does, zero padding, padding masks)
 → *forward* (``extract_features`` under ``inference_mode``, frame-level padding made
-exact, see :meth:`Emotion2vecEncoder._install_padding_hooks`) → *postprocess* (mean of the
+exact, see :func:`install_padding_hooks`) → *postprocess* (mean of the
 valid frames = the utterance embedding; the classification head and a softmax = the 9
 scores). Batched results equal one-by-one results to float precision.
 
@@ -25,12 +25,21 @@ Timeline modes (window ``window_s``, hop ``hop_s``; the final partial window inc
 
 No input ever goes through the model in one piece longer than ``max_input_s`` (30 s):
 longer inputs are cut into chunks whose frames are pooled together.
+
+Sentence spans (:meth:`Emotion2vecEncoder.analyze`) follow the timeline: with ``pooled``
+each sentence is the mean of the frames of the same one pass (so the whole voice side
+costs one pass over the audio); with ``exact`` each sentence runs through the model alone.
+
+Dtype ``auto`` runs the model in bfloat16 on CPUs with native bf16 (AVX512-BF16 / AMX),
+float16 on CUDA and float32 elsewhere; pass ``dtype="float32"`` to opt out.
 """
 
 from __future__ import annotations
 
+import contextvars
 import logging
 import math
+import threading
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -46,7 +55,6 @@ from emoflow.models import (
     resolve_device,
     resolve_dtype,
     resolve_model_dir,
-    set_cpu_threads,
 )
 from emoflow.types import EmotionScores, TimeSpan
 
@@ -59,6 +67,96 @@ FRAME_FIELD = 400  # samples in one frame's receptive field
 MIN_SPAN_S = 0.25  # shorter spans are widened around their middle (the model needs context)
 
 TimelineMode = Literal["exact", "pooled"]
+SpanMethod = Literal["exact", "pooled"]
+
+# The frame-level padding mask of the forward pass running in this thread (or asyncio task).
+# One loaded model is shared by every encoder built on it (MODEL_CACHE) and by concurrent
+# requests (the service's workers), so the mask travels per call, never through an instance.
+_FRAME_VALID: contextvars.ContextVar[Any] = contextvars.ContextVar("emoflow_e2v_frame_valid", default=None)
+_HOOK_LOCK = threading.Lock()
+_HOOK_MARK = "_emoflow_zero_padding_hook"  # set on each convolution that carries the hook
+
+
+def _zero_padded_frames(module: Any, args: tuple[Any, ...]) -> Any:
+    """Forward pre-hook: zero the padded frames of the convolution's input (see
+    :func:`install_padding_hooks`); a no-op outside :meth:`Emotion2vecEncoder.forward`."""
+    valid = _FRAME_VALID.get()
+    if valid is None:
+        return None
+    return (args[0] * valid[:, None, :].to(args[0].dtype),) + tuple(args[1:])
+
+
+def install_padding_hooks(net: Any) -> int:
+    """Zero padded frames before each convolution of the positional encoder; once per model.
+
+    emotion2vec's attention honours the padding mask but its convolutional positional
+    encoder does not: without this, a padded input's last frames see the padding and
+    batched results differ from one-by-one results. One waveform alone sees zeros
+    there (the convolution's own padding), so zeroing makes both the same.
+
+    The hook reads the mask of the current call from a context variable, so any number of
+    encoders and threads may share ``net``. Returns how many hooks were added (0 when the
+    model already has them).
+    """
+    import torch
+
+    added = 0
+    with _HOOK_LOCK:
+        encoder = net.modality_encoders["AUDIO"]
+        for mod in encoder.relative_positional_encoder.modules():
+            if isinstance(mod, torch.nn.Conv1d) and not getattr(mod, _HOOK_MARK, False):
+                mod.register_forward_pre_hook(_zero_padded_frames)
+                setattr(mod, _HOOK_MARK, True)
+                added += 1
+    return added
+
+
+_FAST_MARK = "_emoflow_fused_attention"  # set on each attention module given the fused forward
+
+
+def _fused_attention(self: Any, x: Any, padding_mask: Any = None, alibi_bias: Any = None) -> Any:
+    """FunASR's ``AltAttention.forward`` as one ``scaled_dot_product_attention`` call.
+
+    The original upcasts every attention map to float32 to add the ALiBi bias and copies
+    q, k, v and the maps several times per block: in bfloat16 on the CPU those copies cost
+    more than the matrix products. Here the bias joins the fused kernel in the model's dtype.
+    Used only for models held in bfloat16/float16 (float32 keeps FunASR's code unchanged);
+    anything this does not cover (cosine attention, a bias over some heads) falls back.
+    """
+    import torch
+    import torch.nn.functional as F
+
+    b, n, c = x.shape
+    h = self.num_heads
+    if self.cosine_attention or (alibi_bias is not None and alibi_bias.size(1) != h):
+        return type(self).forward(self, x, padding_mask, alibi_bias)
+    q, k, v = self.qkv(x).reshape(b, n, 3, h, c // h).permute(2, 0, 3, 1, 4).unbind(0)
+    mask = None if alibi_bias is None else alibi_bias.to(q.dtype)
+    if padding_mask is not None and padding_mask.any():
+        pad = torch.zeros(b, 1, 1, n, dtype=q.dtype, device=q.device)
+        pad = pad.masked_fill(padding_mask[:, None, None, :].to(torch.bool), float("-inf"))
+        mask = pad if mask is None else mask + pad
+    out = F.scaled_dot_product_attention(q, k, v, attn_mask=mask, scale=self.scale)
+    return self.proj(out.transpose(1, 2).reshape(b, n, c))
+
+
+def install_fused_attention(net: Any) -> int:
+    """Give each attention module of a bfloat16/float16 model :func:`_fused_attention`; once
+    per model (a float32 model is left as it is). Returns how many modules were changed."""
+    import torch
+
+    if next(net.parameters()).dtype == torch.float32:
+        return 0
+    from funasr.models.emotion2vec.modules import AltAttention
+
+    changed = 0
+    with _HOOK_LOCK:
+        for mod in net.modules():
+            if isinstance(mod, AltAttention) and not getattr(mod, _FAST_MARK, False):
+                mod.forward = _fused_attention.__get__(mod)
+                setattr(mod, _FAST_MARK, True)
+                changed += 1
+    return changed
 
 
 def english_label(token: str) -> str:
@@ -84,8 +182,28 @@ class AudioEmotion:
     embedding: np.ndarray
 
 
+# Bounds of the timeline settings: a window long enough for emotion2vec's first frame and
+# a hop that keeps the window count (and so time and memory) proportionate to the audio.
+MIN_WINDOW_S = 0.1
+MAX_WINDOW_S = 30.0
+MIN_HOP_S = 0.05
+MAX_HOP_S = 30.0
+MAX_TIMELINE_WINDOWS = 50_000  # 13.9 h at the default 1 s hop; ~200 MB of 1024-d embeddings
+
+
+def _seconds(value: Any, what: str, low: float, high: float) -> None:
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        raise ConfigError(f"{what} must be a number of seconds, got {value!r}")
+    if not math.isfinite(value) or not low <= value <= high:
+        raise ConfigError(f"{what} must be between {low:g} and {high:g} s, got {value}")
+
+
 @dataclass(frozen=True)
 class TimelineConfig:
+    """The sliding-window timeline. Bounds (seconds): window ``MIN_WINDOW_S``..``MAX_WINDOW_S``
+    (and at most ``chunk_s``), hop ``MIN_HOP_S``..``MAX_HOP_S``; a recording may give at most
+    ``MAX_TIMELINE_WINDOWS`` windows (:meth:`check_duration`)."""
+
     window_s: float = 3.0
     hop_s: float = 1.0
     mode: TimelineMode = "exact"
@@ -93,8 +211,10 @@ class TimelineConfig:
     context_s: float = 0.25
 
     def __post_init__(self) -> None:
-        if self.window_s <= 0 or self.hop_s <= 0:
-            raise ConfigError(f"window ({self.window_s}) and hop ({self.hop_s}) must be positive")
+        _seconds(self.window_s, "the timeline window", MIN_WINDOW_S, MAX_WINDOW_S)
+        _seconds(self.hop_s, "the timeline hop", MIN_HOP_S, MAX_HOP_S)
+        _seconds(self.chunk_s, "the timeline chunk", MIN_WINDOW_S, 30.0)
+        _seconds(self.context_s, "the timeline context", 0.0, 30.0)
         if self.hop_s > self.window_s:
             log.warning(
                 "hop %.2f s is longer than window %.2f s: parts of the audio are skipped",
@@ -103,8 +223,27 @@ class TimelineConfig:
             )
         if self.mode not in ("exact", "pooled"):
             raise ConfigError(f"unknown timeline mode {self.mode!r}; use exact or pooled")
-        if self.chunk_s < self.window_s or self.chunk_s > 30:
-            raise ConfigError("chunk_s must be between the window length and 30 s")
+        if self.chunk_s < self.window_s:
+            raise ConfigError(
+                f"the timeline window ({self.window_s:g} s) is longer than its chunk "
+                f"({self.chunk_s:g} s); use a window of at most {self.chunk_s:g} s"
+            )
+
+    def window_count(self, duration: float) -> int:
+        """About how many windows a recording of ``duration`` seconds gives (at least 1)."""
+        if not math.isfinite(duration) or duration <= self.window_s:
+            return 1 if math.isfinite(duration) else MAX_TIMELINE_WINDOWS + 1
+        return math.ceil((duration - self.window_s) / self.hop_s) + 1
+
+    def check_duration(self, duration: float, name: str = "the recording") -> None:
+        """:class:`ConfigError` when a recording this long gives more than ``MAX_TIMELINE_WINDOWS``."""
+        n = self.window_count(duration)
+        if n > MAX_TIMELINE_WINDOWS:
+            raise ConfigError(
+                f"{name}: {duration:.0f} s of audio at a {self.hop_s:g} s hop gives {n} timeline "
+                f"windows, more than {MAX_TIMELINE_WINDOWS}; use a longer hop (--hop "
+                f"{math.ceil(duration / MAX_TIMELINE_WINDOWS * 100) / 100:g} or more)"
+            )
 
 
 @dataclass(frozen=True)
@@ -149,6 +288,26 @@ def window_spans(duration: float, window_s: float, hop_s: float) -> list[TimeSpa
     return spans
 
 
+@dataclass(frozen=True)
+class VoiceAnalysis:
+    """The voice side of one recording (:meth:`Emotion2vecEncoder.analyze`).
+
+    ``span_method``: how ``spans`` were computed (``exact``: each span through the model on
+    its own; ``pooled``: means of the frames of one pass over the recording). ``dtype``: the
+    model's compute dtype (``float32``, ``bfloat16`` or ``float16``).
+    """
+
+    spans: tuple[AudioEmotion, ...]
+    utterance: AudioEmotion
+    timeline: Timeline
+    span_method: SpanMethod
+    dtype: str
+
+    def describe(self) -> dict[str, str]:
+        """What a result records about how the voice side was computed."""
+        return {"span_method": self.span_method, "dtype": self.dtype}
+
+
 class Emotion2vecEncoder:
     """emotion2vec stage. Loads once (per process, via the model cache) in the constructor.
 
@@ -169,8 +328,9 @@ class Emotion2vecEncoder:
         self.max_input_s = max_input_s
         self.batch_seconds = batch_seconds
         self.device = resolve_device(self.spec.device)
-        dtype = "float32" if self.spec.dtype == "auto" else self.spec.dtype
-        self.dtype = resolve_dtype(dtype, self.device)
+        # auto: bfloat16 on CPUs with native bf16 (about 2x faster; scores within ~2e-3 of
+        # float32, see the README), float16 on CUDA, float32 elsewhere; ``float32`` opts out.
+        self.dtype = resolve_dtype(self.spec.dtype, self.device, cpu_bf16=True)
         if model is None:
             key = ("emotion2vec", self.spec.id, self.spec.revision, self.device, str(self.dtype))
             model = MODEL_CACHE.get(key, self._load)
@@ -186,8 +346,8 @@ class Emotion2vecEncoder:
                 "plus / finetuned model (emotion2vec_base gives embeddings only)"
             )
         self.dim = int(self.net.proj.in_features)
-        self._frame_valid: Any = None
-        self._install_padding_hooks()
+        install_padding_hooks(self.net)
+        install_fused_attention(self.net)
 
     # ---- loading -------------------------------------------------------------------------
     def _load(self) -> Any:
@@ -198,20 +358,23 @@ class Emotion2vecEncoder:
             from funasr import AutoModel
 
         path = resolve_model_dir(self.spec, REQUIRED_FILES, what="audio emotion model", flag="--audio-model")
-        set_cpu_threads()
         import torch
 
+        # FunASR sets torch's threads to its ncpu while it builds the model: hand it the caller's
+        # count and put that back whatever happens (thread policy is the entry point's, see models.py)
         threads = torch.get_num_threads()
-        with contextlib.redirect_stdout(io.StringIO()):
-            model = AutoModel(
-                model=str(path),
-                disable_update=True,
-                device=self.device,
-                disable_pbar=True,
-                log_level="ERROR",
-                ncpu=threads,
-            )
-        torch.set_num_threads(threads)  # FunASR resets it to ncpu; keep ours
+        try:
+            with contextlib.redirect_stdout(io.StringIO()):
+                model = AutoModel(
+                    model=str(path),
+                    disable_update=True,
+                    device=self.device,
+                    disable_pbar=True,
+                    log_level="ERROR",
+                    ncpu=threads,
+                )
+        finally:
+            torch.set_num_threads(threads)
         if self.dtype != torch.float32:
             model.model.to(self.dtype)
         return model
@@ -219,28 +382,6 @@ class Emotion2vecEncoder:
     def _read_tokens(self) -> list[str]:
         path = Path(self.spec.id) / "tokens.txt"
         return [t.strip() for t in path.read_text(encoding="utf-8").splitlines() if t.strip()]
-
-    def _install_padding_hooks(self) -> None:
-        """Zero padded frames before each convolution of the positional encoder.
-
-        emotion2vec's attention honours the padding mask but its convolutional positional
-        encoder does not: without this, a padded input's last frames see the padding and
-        batched results differ from one-by-one results. One waveform alone sees zeros
-        there (the convolution's own padding), so zeroing makes both the same.
-        """
-        import torch
-
-        encoder = self.net.modality_encoders["AUDIO"]
-
-        def hook(module: Any, args: tuple[Any, ...]) -> Any:
-            valid = self._frame_valid
-            if valid is None:
-                return None
-            return (args[0] * valid[:, None, :].to(args[0].dtype),) + tuple(args[1:])
-
-        for mod in encoder.relative_positional_encoder.modules():
-            if isinstance(mod, torch.nn.Conv1d):
-                mod.register_forward_pre_hook(hook)
 
     # ---- preprocess / forward / postprocess ----------------------------------------------
     def preprocess(self, waves: Sequence[np.ndarray]) -> tuple[Any, Any, Any]:
@@ -266,13 +407,13 @@ class Emotion2vecEncoder:
         import torch
 
         with torch.inference_mode():
-            self._frame_valid = None if valid is None else valid.to(self.device)
+            token = _FRAME_VALID.set(None if valid is None else valid.to(self.device))
             try:
                 out = self.net.extract_features(
                     src.to(self.device, self.dtype), padding_mask=None if pad is None else pad.to(self.device)
                 )
             finally:
-                self._frame_valid = None
+                _FRAME_VALID.reset(token)
             return out["x"].float().cpu()
 
     def head(self, embeddings: np.ndarray) -> np.ndarray:
@@ -360,18 +501,67 @@ class Emotion2vecEncoder:
         emb, scores = self.embed([audio.samples])
         return self._result(emb[0], scores[0])
 
+    @staticmethod
+    def _widen(audio: Audio, span: TimeSpan) -> TimeSpan:
+        """Spans shorter than ``MIN_SPAN_S`` widened around their middle (within the audio)."""
+        a, b = span.start, span.end
+        if b - a < MIN_SPAN_S:
+            mid = (a + b) / 2
+            a, b = max(0.0, mid - MIN_SPAN_S / 2), min(audio.duration, mid + MIN_SPAN_S / 2)
+        return TimeSpan(a, b)
+
     def spans(self, audio: Audio, spans: Sequence[TimeSpan]) -> list[AudioEmotion]:
-        """One result per span (e.g. each sentence), batched. Spans shorter than 0.25 s are
-        widened around their middle."""
+        """One result per span (e.g. each sentence), each span through the model on its own
+        (batched). Spans shorter than 0.25 s are widened around their middle."""
         waves = []
         for s in spans:
-            a, b = s.start, s.end
-            if b - a < MIN_SPAN_S:
-                mid = (a + b) / 2
-                a, b = max(0.0, mid - MIN_SPAN_S / 2), min(audio.duration, mid + MIN_SPAN_S / 2)
-            waves.append(audio.slice(a, b))
+            w = self._widen(audio, s)
+            waves.append(audio.slice(w.start, w.end))
         emb, scores = self.embed(waves)
         return [self._result(e, s) for e, s in zip(emb, scores, strict=True)]
+
+    def analyze(
+        self,
+        audio: Audio,
+        spans: Sequence[TimeSpan],
+        config: TimelineConfig | None = None,
+        span_method: SpanMethod | None = None,
+    ) -> VoiceAnalysis:
+        """The whole voice side of one recording: one result per span (e.g. each sentence),
+        the whole recording and the timeline.
+
+        ``span_method``: ``None`` follows the timeline's mode. ``pooled``: each span is the
+        mean of the frames of the timeline's pass whose centres lie inside it, then the head,
+        so with a ``pooled`` timeline the whole voice side is one pass over the audio (spans
+        then see context beyond their edges, like pooled windows). ``exact``: each span runs
+        through the model on its own (what emotion2vec gives on that stretch alone).
+        """
+        c = config or TimelineConfig()
+        method: SpanMethod = span_method or ("pooled" if c.mode == "pooled" else "exact")
+        if method not in ("exact", "pooled"):
+            raise ConfigError(f"unknown span method {method!r}; use exact or pooled")
+        if method == "exact" or not spans:
+            span_results = self.spans(audio, spans) if spans else []
+            utt, timeline = self.utterance_and_timeline(audio, c)
+            assert utt is not None
+        elif c.mode == "pooled":
+            windows = window_spans(audio.duration, c.window_s, c.hop_s)
+            targets = windows + [self._widen(audio, s) for s in spans]
+            emb, total, count = self._pooled_windows(audio, targets, c)
+            scores = self.head(emb)
+            w = len(windows)
+            timeline = Timeline(c.mode, c.window_s, c.hop_s, self.labels, tuple(windows), scores[:w], emb[:w])
+            span_results = [self._result(e, p) for e, p in zip(emb[w:], scores[w:], strict=True)]
+            mean = (total / max(count, 1)).astype(np.float32)[None, :]
+            utt = self._result(mean[0], self.head(mean)[0])
+        else:  # pooled spans over an exact timeline: one extra pooled pass for the spans
+            emb, _, _ = self._pooled_windows(audio, [self._widen(audio, s) for s in spans], c)
+            span_results = [self._result(e, p) for e, p in zip(emb, self.head(emb), strict=True)]
+            utt, timeline = self.utterance_and_timeline(audio, c)
+            assert utt is not None
+        return VoiceAnalysis(
+            tuple(span_results), utt, timeline, method, str(self.dtype).replace("torch.", "")
+        )
 
     def timeline(self, audio: Audio, config: TimelineConfig | None = None) -> Timeline:
         return self.utterance_and_timeline(audio, config, utterance=False)[1]
