@@ -4,9 +4,7 @@ from __future__ import annotations
 
 import json
 import os
-import shutil
-import tempfile
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from importlib import resources
 from pathlib import Path
@@ -14,8 +12,9 @@ from typing import Any
 
 import numpy as np
 
+from emoflow.errors import InputError
 from emoflow.speech.emotion2vec import AudioEmotion, Timeline
-from emoflow.types import SCHEMA_VERSION, EmotionScores, Sentence, Transcript
+from emoflow.types import SCHEMA_VERSION, EmotionScores, Sentence, TimeSpan, Transcript
 
 ALL_FORMATS = ("json", "npz", "csv", "srt", "png", "html")
 EMBEDDINGS_FILE = "embeddings.npz"
@@ -28,6 +27,25 @@ class SourceInfo:
     duration_s: float
     sample_rate: int
     channels: int
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "path": self.path,
+            "sha256": self.sha256,
+            "duration_s": self.duration_s,
+            "sample_rate": self.sample_rate,
+            "channels": self.channels,
+        }
+
+    @classmethod
+    def from_dict(cls, d: Mapping[str, Any]) -> SourceInfo:
+        return cls(
+            None if d.get("path") is None else str(d["path"]),
+            None if d.get("sha256") is None else str(d["sha256"]),
+            float(d["duration_s"]),
+            int(d["sample_rate"]),
+            int(d["channels"]),
+        )
 
 
 @dataclass(frozen=True)
@@ -51,6 +69,17 @@ class SentenceResult:
             d["fused"] = self.fused.to_dict()
         return d
 
+    @classmethod
+    def from_dict(cls, d: Mapping[str, Any]) -> SentenceResult:
+        """The inverse of :meth:`to_dict`; scores come back in the stored (ranked) label order."""
+        return cls(
+            Sentence.from_dict(d),
+            EmotionScores.from_dict(d["text_emotion"]),
+            str(d["sequence"]),
+            EmotionScores.from_dict(d["audio_emotion"]),
+            EmotionScores.from_dict(d["fused"]) if d.get("fused") is not None else None,
+        )
+
 
 @dataclass
 class Result:
@@ -67,6 +96,8 @@ class Result:
     text_sentences: np.ndarray  # (N, Dt)
     timings: dict[str, float] = field(default_factory=dict)
     audio_samples: np.ndarray | None = field(default=None, repr=False)  # 16 kHz mono, for the report's player
+    # how the voice side was computed: {"span_method": "exact" | "pooled", "dtype": "float32" | ...}
+    voice: dict[str, str] = field(default_factory=dict)
 
     # ---- views ----------------------------------------------------------------------------
     @property
@@ -87,23 +118,91 @@ class Result:
         arrays = {k: list(v.shape) for k, v in self.embeddings().items()}
         return {
             "schema_version": SCHEMA_VERSION,
-            "source": vars(self.source).copy(),
+            "source": self.source.to_dict(),
             "models": self.models,
             "settings": self.settings,
             "transcript": {
                 "text": self.transcript.text,
                 "language": self.transcript.language,
-                "words": [{"text": w.text, "start": w.start, "end": w.end} for w in self.transcript.words],
+                "words": [w.to_dict() for w in self.transcript.words],
             },
             "sentences": [s.to_dict() for s in self.sentences],
             "utterance": {"audio_emotion": self.utterance.scores.to_dict()},
             "timeline": self.timeline.to_dict(),
+            **({"voice": dict(self.voice)} if self.voice else {}),
             "embeddings": {"file": EMBEDDINGS_FILE, "arrays": arrays},
             "timings_s": {k: round(v, 4) for k, v in self.timings.items()},
         }
 
     def to_json(self) -> str:
         return json.dumps(self.to_dict(), ensure_ascii=False, indent=1) + "\n"
+
+    @classmethod
+    def from_dict(cls, d: Mapping[str, Any], embeddings: Mapping[str, np.ndarray]) -> Result:
+        """The inverse of :meth:`to_dict` plus :meth:`embeddings` (the ``embeddings.npz`` arrays).
+
+        ``Result.from_dict(r.to_dict(), r.embeddings())`` has the same ``to_dict()`` and
+        ``embeddings()`` as ``r``. Scores come back in the stored (ranked) label order, timings
+        as rounded in the JSON; the audio samples (for the report's player) are not stored.
+        """
+        missing = [
+            k
+            for k in ("audio_utterance", "audio_sentences", "text_sentences", "timeline")
+            if k not in embeddings
+        ]
+        if missing:
+            raise InputError(
+                f"the embeddings lack {', '.join(missing)}; pass all arrays of {EMBEDDINGS_FILE}"
+            )
+        tl = d["timeline"]
+        labels = tuple(str(x) for x in tl["labels"])
+        windows = tl["windows"]
+        timeline = Timeline(
+            str(tl["mode"]),
+            float(tl["window_s"]),
+            float(tl["hop_s"]),
+            labels,
+            tuple(TimeSpan(float(w["start"]), float(w["end"])) for w in windows),
+            np.asarray([w["scores"] for w in windows], dtype=np.float64).reshape(len(windows), len(labels)),
+            np.asarray(embeddings["timeline"]),
+        )
+        t = d["transcript"]
+        return cls(
+            source=SourceInfo.from_dict(d["source"]),
+            models=dict(d["models"]),
+            settings=dict(d["settings"]),
+            transcript=Transcript.from_dict(t),
+            sentences=[SentenceResult.from_dict(s) for s in d["sentences"]],
+            utterance=AudioEmotion(
+                EmotionScores.from_dict(d["utterance"]["audio_emotion"]),
+                np.asarray(embeddings["audio_utterance"]),
+            ),
+            timeline=timeline,
+            audio_sentences=np.asarray(embeddings["audio_sentences"]),
+            text_sentences=np.asarray(embeddings["text_sentences"]),
+            timings={str(k): float(v) for k, v in d.get("timings_s", {}).items()},
+            voice={str(k): str(v) for k, v in d.get("voice", {}).items()},
+        )
+
+    @classmethod
+    def load(cls, directory: str | os.PathLike) -> Result:
+        """A result saved by :meth:`save` with the ``json`` and ``npz`` formats."""
+        d = Path(directory)
+        for name in ("result.json", EMBEDDINGS_FILE):
+            if not (d / name).is_file():
+                raise InputError(f"{d}: no {name}; save the result with the json and npz formats")
+        try:
+            data = json.loads((d / "result.json").read_text(encoding="utf-8"))
+        except (UnicodeDecodeError, json.JSONDecodeError) as e:
+            raise InputError(f"{d / 'result.json'}: not valid JSON ({e})") from None
+        with np.load(d / EMBEDDINGS_FILE) as z:
+            arrays = {k: z[k] for k in z.files}
+        try:
+            return cls.from_dict(data, arrays)
+        except (KeyError, TypeError, ValueError) as e:
+            raise InputError(
+                f"{d / 'result.json'}: not an emoflow result ({type(e).__name__}: {e})"
+            ) from None
 
     def sentences_frame(self) -> Any:
         """A pandas DataFrame: one row per sentence with both modalities' top emotions and all scores."""
@@ -139,26 +238,11 @@ class Result:
 
     # ---- files ----------------------------------------------------------------------------
     def save(self, directory: str | os.PathLike, formats: Iterable[str] = ALL_FORMATS) -> Path:
-        """Write the outputs into ``directory`` atomically: all files are written into a
-        temporary sibling directory which then replaces ``directory`` in one rename."""
-        from emoflow.export.writers import write_outputs
+        """Write the outputs into ``directory`` atomically: all files are written into an
+        emoflow temporary folder beside it, which then replaces ``directory`` in one rename."""
+        from emoflow.export.writers import save_result
 
-        target = Path(directory)
-        target.parent.mkdir(parents=True, exist_ok=True)
-        tmp = Path(tempfile.mkdtemp(prefix=f".{target.name}.", dir=target.parent))
-        try:
-            write_outputs(self, tmp, set(formats))
-            if target.exists():
-                old = target.with_name(f".{target.name}.old-{os.getpid()}")
-                target.rename(old)
-                tmp.rename(target)
-                shutil.rmtree(old, ignore_errors=True)
-            else:
-                tmp.rename(target)
-        except BaseException:
-            shutil.rmtree(tmp, ignore_errors=True)
-            raise
-        return target
+        return save_result(self, directory, formats)
 
 
 def result_schema() -> dict[str, Any]:

@@ -12,6 +12,9 @@ from dataclasses import dataclass, field
 from typing import Any
 
 SCHEMA_VERSION = "1.0"
+# The largest time a TimeSpan accepts (about 115 days). Larger values are corrupt input (a word
+# "ending" at 1e308 s), and allowing them would let span arithmetic overflow to inf.
+MAX_TIME_S = 1e7
 
 
 def seconds_to_samples(seconds: float, sample_rate: int) -> int:
@@ -25,7 +28,7 @@ def samples_to_seconds(samples: int, sample_rate: int) -> float:
 
 @dataclass(frozen=True, slots=True)
 class TimeSpan:
-    """A closed interval ``[start, end]`` in seconds with ``0 <= start <= end``."""
+    """A closed interval ``[start, end]`` in seconds with ``0 <= start <= end <= MAX_TIME_S``."""
 
     start: float
     end: float
@@ -33,6 +36,11 @@ class TimeSpan:
     def __post_init__(self) -> None:
         if not (math.isfinite(self.start) and math.isfinite(self.end)):
             raise ValueError(f"TimeSpan needs finite times, got ({self.start}, {self.end})")
+        if self.end > MAX_TIME_S:
+            raise ValueError(
+                f"TimeSpan end {self.end} s is beyond the largest time accepted ({MAX_TIME_S:g} s); "
+                "times must be seconds from the start of the recording"
+            )
         if self.start < 0:
             raise ValueError(f"TimeSpan start must be >= 0, got {self.start}")
         if self.end < self.start:
@@ -63,6 +71,13 @@ class TimeSpan:
     def to_list(self) -> list[float]:
         return [self.start, self.end]
 
+    @classmethod
+    def from_list(cls, pair: Sequence[float]) -> TimeSpan:
+        """The inverse of :meth:`to_list`."""
+        if len(pair) != 2:
+            raise ValueError(f"a TimeSpan is [start, end], got {len(pair)} values")
+        return cls(float(pair[0]), float(pair[1]))
+
 
 @dataclass(frozen=True, slots=True)
 class Word:
@@ -71,6 +86,10 @@ class Word:
     text: str
     span: TimeSpan
     probability: float | None = None
+
+    def __post_init__(self) -> None:
+        if self.probability is not None and not math.isfinite(self.probability):
+            raise ValueError(f"word {self.text!r}: probability must be finite, got {self.probability}")
 
     @property
     def start(self) -> float:
@@ -164,7 +183,7 @@ class Sentence:
             "text": self.text,
             "start": self.start,
             "end": self.end,
-            "words": [{"text": w.text, "start": w.start, "end": w.end} for w in self.words],
+            "words": [w.to_dict() for w in self.words],
         }
 
     @classmethod
@@ -207,6 +226,12 @@ class EmotionScores:
     def to_dict(self, sort: bool = True) -> dict[str, list[Any]]:
         pairs = self.ranked() if sort else list(zip(self.labels, self.scores, strict=True))
         return {"labels": [p[0] for p in pairs], "scores": [float(p[1]) for p in pairs]}
+
+    @classmethod
+    def from_dict(cls, d: Mapping[str, Any]) -> EmotionScores:
+        """The inverse of :meth:`to_dict`, in the order stored (``to_dict(sort=False)`` keeps the
+        model's label order; the default ``to_dict()`` stores them ranked)."""
+        return cls(tuple(str(x) for x in d["labels"]), tuple(float(x) for x in d["scores"]))
 
     def as_mapping(self) -> dict[str, float]:
         return dict(zip(self.labels, self.scores, strict=True))

@@ -2,13 +2,19 @@
 
 from __future__ import annotations
 
+import json
+import logging
+
 import numpy as np
 import pytest
 import torch
+from hypothesis import given
+from hypothesis import strategies as st
 
-from emoflow.errors import ConfigError, ModelUnavailableError
-from emoflow.fusion.model import CorrelationAwareFusion, FusionConfig
+from emoflow.errors import ConfigError, ModelError, ModelUnavailableError
+from emoflow.fusion.model import ABLATIONS, CorrelationAwareFusion, FusionConfig
 from emoflow.fusion.train import (
+    CHECKPOINT_VERSION,
     FusionClassifier,
     TrainConfig,
     evaluate_arrays,
@@ -87,3 +93,109 @@ def test_multi_label_with_co_occurring_labels_reports_both():
         f"no-correlation {scores['no-correlation']:.3f}"
     )
     assert min(scores.values()) > 0.85
+
+
+# ---- checkpoints rebuild any shapes (issue 10.2) ------------------------------------------------
+LABEL_WIDTH = 48  # the sequence encoder's width: differs from DA (32), DT (16) and d (64)
+
+
+@pytest.mark.parametrize("ablation", ["full", "no-correlation", "text-only", "mlp"])
+def test_checkpoint_reloads_when_d_differs_from_the_label_embedding_width(tmp_path, ablation):
+    a, t, y = separable("audio", 120, 5)
+    cfg = FusionConfig(DA, DT, LABELS, d=64, ablation=ablation)
+    init = torch.randn(len(LABELS), LABEL_WIDTH, generator=torch.Generator().manual_seed(1))
+    model, _ = train_model(a, t, y, cfg, TrainConfig(epochs=3, patience=3), label_init=init)
+    save_checkpoint(tmp_path / "m", model, {"audio_dim": DA, "text_dim": DT}, TrainConfig(), {})
+    meta = json.loads((tmp_path / "m" / "config.json").read_text())
+    assert meta["checkpoint_version"] == CHECKPOINT_VERSION
+    assert meta["model"]["label_dim"] == (None if ablation == "mlp" else LABEL_WIDTH)
+    assert FusionConfig.from_dict(meta["model"]) == model.cfg
+    clf = FusionClassifier.load(tmp_path / "m")
+    np.testing.assert_allclose(clf.predict(a, t), predict_arrays(model, a, t), atol=1e-6)
+
+
+def test_version_1_checkpoint_without_label_dim_still_loads(tmp_path):
+    """Checkpoints written before label_dim was recorded: the width is read from the weights."""
+    a, t, y = separable("text", 80, 6)
+    init = torch.randn(len(LABELS), LABEL_WIDTH)
+    model, _ = train_model(
+        a, t, y, FusionConfig(DA, DT, LABELS, d=64), TrainConfig(epochs=2), label_init=init
+    )
+    save_checkpoint(tmp_path / "m", model, {}, TrainConfig(), {})
+    path = tmp_path / "m" / "config.json"
+    meta = json.loads(path.read_text())
+    del meta["model"]["label_dim"]
+    meta["checkpoint_version"] = 1
+    path.write_text(json.dumps(meta))
+    np.testing.assert_allclose(
+        FusionClassifier.load(tmp_path / "m").predict(a, t), predict_arrays(model, a, t), atol=1e-6
+    )
+
+
+def test_broken_or_foreign_checkpoints_are_model_errors(tmp_path):
+    a, t, y = separable("audio", 60, 8)
+    model, _ = train_model(a, t, y, FusionConfig(DA, DT, LABELS, d=32), TrainConfig(epochs=1))
+    d = tmp_path / "m"
+    save_checkpoint(d, model, {}, TrainConfig(), {})
+    meta = json.loads((d / "config.json").read_text())
+
+    def write(**changes):
+        (d / "config.json").write_text(json.dumps({**meta, **changes}))
+
+    write(model={**meta["model"], "d": 64})  # weights of d=32
+    with pytest.raises(ModelError, match="does not match config.json.*emoflow train"):
+        FusionClassifier.load(d)
+    write(model={**meta["model"], "hidden_layers": 3})
+    with pytest.raises(ModelError, match="unknown fusion model settings"):
+        FusionClassifier.load(d)
+    write(checkpoint_version=CHECKPOINT_VERSION + 1)
+    with pytest.raises(ModelError, match="newer"):
+        FusionClassifier.load(d)
+    write()
+    (d / "model.pt").write_bytes(b"not a checkpoint")
+    with pytest.raises(ModelError, match="unreadable"):
+        FusionClassifier.load(d)
+
+
+def test_label_init_of_the_wrong_shape_is_refused():
+    with pytest.raises(ConfigError, match="label_init has shape"):
+        CorrelationAwareFusion(
+            FusionConfig(DA, DT, LABELS, d=32, label_dim=24), label_init=torch.zeros(4, 20)
+        )
+
+
+fusion_configs = st.builds(
+    FusionConfig,
+    audio_dim=st.integers(1, 2048),
+    text_dim=st.integers(1, 2048),
+    labels=st.lists(st.text(min_size=1, max_size=8), min_size=1, max_size=8, unique=True).map(tuple),
+    d=st.sampled_from([8, 16, 24, 128]),
+    heads=st.sampled_from([1, 2, 4, 8]),
+    dropout=st.floats(0, 0.9),
+    multi_label=st.booleans(),
+    ablation=st.sampled_from(ABLATIONS),
+    label_dim=st.none() | st.integers(1, 1024),
+)
+
+
+@given(fusion_configs)
+def test_fusion_config_round_trip(cfg):
+    assert FusionConfig.from_dict(json.loads(json.dumps(cfg.to_dict()))) == cfg
+
+
+# ---- small data (issue 10.10) -------------------------------------------------------------------
+@pytest.mark.parametrize("labels_of_rows", [[0, 1, 2, 3], [0, 0]], ids=["one-per-class", "one-class-of-two"])
+def test_too_little_data_for_validation_trains_on_all_and_says_so(caplog, labels_of_rows):
+    a, t, _ = separable("audio", len(labels_of_rows), 9)
+    y = np.eye(len(LABELS), dtype=np.float32)[labels_of_rows]
+    with caplog.at_level(logging.WARNING, logger="emoflow.fusion.train"):
+        model, history = train_model(
+            a, t, y, FusionConfig(DA, DT, LABELS, d=32), TrainConfig(epochs=6, patience=6)
+        )
+    assert "too little data for a validation split" in caplog.text
+    assert history["validation"] == 0 and history["best_val_macro_f1"] is None
+    assert 0 <= history["best_epoch"] < 6
+    losses = [h["loss"] for h in history["history"]]
+    assert history["best_epoch"] == int(np.argmin(losses))
+    probs = predict_arrays(model, a, t)
+    assert probs.shape == (len(labels_of_rows), len(LABELS)) and np.isfinite(probs).all()

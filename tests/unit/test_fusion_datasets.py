@@ -1,13 +1,17 @@
 import csv
 import json
+from pathlib import Path
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from emoflow.errors import InputError
 from emoflow.fusion.datasets import (
     ManifestRow,
     build_manifest,
     check_labels,
+    find_files,
     leave_speakers_out,
     read_manifest,
     speaker_split,
@@ -140,3 +144,116 @@ def test_speaker_independent_splits():
     tested = [{r.speaker for r in f if r.split == "test"} for f in folds]
     assert set().union(*tested) == {f"spk{s}" for s in range(20)}
     assert all(not (a & b) for i, a in enumerate(tested) for b in tested[i + 1 :])
+
+
+# ---- symlinked dataset folders (issue 10.11) ----------------------------------------------------
+def ravdess_actors(store, actors=("01", "02", "03")):
+    for actor in actors:
+        touch(store / f"Actor_{actor}" / f"03-01-03-02-01-01-{actor}.wav")  # happy, strong intensity
+        touch(store / f"Actor_{actor}" / f"03-01-04-01-02-02-{actor}.wav")  # sad, normal intensity
+
+
+def test_ravdess_follows_symlinked_actor_folders_once_and_without_looping(tmp_path):
+    store, root = tmp_path / "store", tmp_path / "ravdess"
+    ravdess_actors(store)
+    root.mkdir()
+    for actor in ("01", "02", "03"):
+        (root / f"Actor_{actor}").symlink_to(store / f"Actor_{actor}", target_is_directory=True)
+    (root / "Actor_01" / "up").symlink_to(root, target_is_directory=True)  # a loop back to the root
+    (root / "again").symlink_to(store / "Actor_02", target_is_directory=True)  # one folder, two links
+    rows = build_manifest("ravdess", root, split=False)
+    assert len(rows) == 6  # every file once
+    assert len({Path(r.audio).resolve() for r in rows}) == 6
+    assert all(r.audio.startswith(str(root)) for r in rows)  # paths as the user laid them out
+    assert {r.speaker for r in rows} == {"ravdess_01", "ravdess_02", "ravdess_03"}
+
+
+def test_cremad_and_meld_follow_symlinked_folders(tmp_path):
+    store = tmp_path / "store"
+    touch(store / "wavs" / "1001_DFA_ANG_XX.wav")
+    (tmp_path / "cremad").mkdir()
+    (tmp_path / "cremad" / "AudioWAV").symlink_to(store / "wavs", target_is_directory=True)
+    assert [r.labels for r in build_manifest("cremad", tmp_path / "cremad", split=False)] == [("anger",)]
+
+    (store / "meta").mkdir()
+    with open(store / "meta" / "train_sent_emo.csv", "w", newline="") as f:
+        w = csv.writer(f)
+        w.writerow(["Sr No.", "Utterance", "Speaker", "Emotion", "Sentiment", "Dialogue_ID", "Utterance_ID"])
+        w.writerow([1, "Oh my God!", "Rachel", "surprise", "positive", 0, 0])
+    (tmp_path / "meld").mkdir()
+    (tmp_path / "meld" / "meta").symlink_to(store / "meta", target_is_directory=True)
+    rows = build_manifest("meld", tmp_path / "meld", split=False)
+    assert [(r.labels, r.text) for r in rows] == [(("surprise",), "Oh my God!")]
+
+
+def test_find_files_lists_each_real_folder_once(tmp_path):
+    touch(tmp_path / "a" / "x.WAV")
+    touch(tmp_path / "a" / "b" / "y.wav")
+    (tmp_path / "a" / "b" / "loop").symlink_to(tmp_path / "a", target_is_directory=True)
+    (tmp_path / "c").symlink_to(tmp_path / "a" / "b", target_is_directory=True)
+    found = find_files(tmp_path, suffix=".wav")
+    assert [p.relative_to(tmp_path).as_posix() for p in found] == ["a/b/y.wav", "a/x.WAV"]
+
+
+# ---- manifest round trips (issue 10.5) ----------------------------------------------------------
+@pytest.mark.parametrize("suffix", [".csv", ".jsonl"])
+def test_ravdess_intensity_survives_the_manifest(tmp_path, suffix):
+    ravdess_actors(tmp_path / "data", actors=("04",))
+    rows = build_manifest("ravdess", tmp_path / "data", split=False)
+    assert sorted(r.extra["intensity"] for r in rows) == ["01", "02"]
+    write_manifest(rows, tmp_path / f"m{suffix}")
+    back = read_manifest(tmp_path / f"m{suffix}")
+    assert back == rows and [r.extra for r in back] == [r.extra for r in rows]
+
+
+label_text = st.text(st.characters(codec="utf-8", exclude_categories=("Cs",)), min_size=1, max_size=8).filter(
+    lambda s: s == s.strip().lower() and s.strip()
+)
+json_scalars = (
+    st.none()
+    | st.booleans()
+    | st.integers(-(10**6), 10**6)
+    | st.text(max_size=6)
+    | st.floats(allow_nan=False, allow_infinity=False)
+)
+times_s = st.none() | st.floats(0, 1e6, allow_nan=False, allow_infinity=False)
+manifest_rows = st.builds(
+    ManifestRow,
+    audio=st.text(st.characters(codec="utf-8", exclude_categories=("Cs", "Cc")), min_size=1, max_size=10)
+    .map(lambda name: "/data/" + name.replace("/", "_").strip())
+    .filter(lambda p: p == str(Path(p)) and len(p) > len("/data/")),
+    labels=st.lists(label_text, min_size=1, max_size=3).map(tuple),
+    start=times_s,
+    end=times_s,
+    text=st.none() | st.text(max_size=30),
+    speaker=st.none() | st.text(max_size=8),
+    split=st.none() | st.sampled_from(["train", "val", "test"]),
+    extra=st.dictionaries(st.text(min_size=1, max_size=6), json_scalars, max_size=3),
+)
+
+
+@pytest.mark.parametrize("suffix", [".csv", ".jsonl"])
+def test_manifest_round_trip_property(tmp_path_factory, suffix):
+    path = tmp_path_factory.mktemp("manifest") / f"m{suffix}"
+
+    @settings(max_examples=60, deadline=None)
+    @given(st.lists(manifest_rows, min_size=1, max_size=4))
+    def round_trip(rows):
+        write_manifest(rows, path)
+        back = read_manifest(path)
+        assert back == rows
+        assert [r.extra for r in back] == [r.extra for r in rows]
+
+    round_trip()
+
+
+@given(manifest_rows)
+def test_manifest_row_dict_round_trip(row):
+    assert ManifestRow.from_dict(json.loads(json.dumps(row.to_dict()))) == row
+
+
+@pytest.mark.parametrize("bad", ["nan", "inf", "-1", "1e400"])
+def test_manifest_rejects_non_finite_or_negative_times(tmp_path, bad):
+    (tmp_path / "m.csv").write_text(f"audio,label,start,end\na.wav,joy,{bad},2\n")
+    with pytest.raises(InputError, match=r"m\.csv:1: times must be finite"):
+        read_manifest(tmp_path / "m.csv")

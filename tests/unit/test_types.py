@@ -2,10 +2,11 @@ import json
 import math
 
 import pytest
-from hypothesis import given
+from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from emoflow.types import (
+    MAX_TIME_S,
     EmotionScores,
     Sentence,
     TimeSpan,
@@ -59,3 +60,88 @@ def test_emotion_scores_ranked():
     e = EmotionScores(("a", "b", "c"), (0.2, 0.5, 0.3))
     assert e.top == "b"
     assert e.to_dict()["labels"] == ["b", "c", "a"]
+
+
+# ---- bounds and round trips (issues 10.5, 11.9) -------------------------------------------------
+@pytest.mark.parametrize(
+    ("start", "end"), [(0.0, 1e308), (0.0, 3e307), (1e308, 1e308), (0.0, MAX_TIME_S * 1.5), (0.0, -math.inf)]
+)
+def test_timespan_rejects_times_beyond_the_largest(start, end):
+    with pytest.raises(ValueError, match="TimeSpan"):
+        TimeSpan(start, end)
+
+
+def test_timespan_accepts_the_largest_time_and_its_arithmetic_stays_finite():
+    span = TimeSpan(MAX_TIME_S, MAX_TIME_S)
+    assert math.isfinite(span.middle) and span.duration == 0
+
+
+def test_word_and_transcript_reject_non_finite_times_and_probabilities():
+    for bad in (
+        {"start": math.nan, "end": 1.0},
+        {"start": 0.0, "end": math.inf},
+        {"start": 0.0, "end": 1e308},
+    ):
+        with pytest.raises(ValueError):
+            Word.from_dict({"text": "hi", **bad})
+    with pytest.raises(ValueError, match="probability"):
+        Word("hi", TimeSpan(0.0, 0.5), math.nan)
+    with pytest.raises(ValueError):
+        Transcript.from_dict({"words": [{"text": "hi", "start": 0.0, "end": 3e307}]})
+
+
+times = st.floats(0, MAX_TIME_S, allow_nan=False, allow_infinity=False)
+spans = st.tuples(times, times).map(lambda p: TimeSpan(min(p), max(p)))
+probabilities = st.none() | st.floats(allow_nan=False, allow_infinity=False)
+words = st.builds(Word, st.text(max_size=12), spans, probabilities)
+word_runs = st.lists(words, max_size=6).map(tuple)
+sentences = st.builds(Sentence, st.integers(0, 10_000), st.text(max_size=30), spans, word_runs)
+
+
+def via_json(d):
+    """What a file gives back: the dict written as JSON and read again."""
+    return json.loads(json.dumps(d, ensure_ascii=False))
+
+
+@given(spans)
+def test_timespan_round_trip(span):
+    assert TimeSpan.from_list(via_json(span.to_list())) == span
+
+
+@given(words)
+def test_word_round_trip(word):
+    assert Word.from_dict(via_json(word.to_dict())) == word
+
+
+@given(word_runs, st.none() | st.text(min_size=1, max_size=5), st.text(max_size=40))
+def test_transcript_round_trip(ws, language, text):
+    t = Transcript(ws, language, text)
+    assert Transcript.from_dict(via_json(t.to_dict())) == t
+
+
+@given(st.lists(sentences, max_size=4))
+def test_sentences_round_trip_keep_word_probabilities(ss):
+    assert sentences_from_dict(via_json(sentences_to_dict(ss))) == ss
+
+
+def test_sentence_round_trip_keeps_word_probabilities_example():
+    words = (Word("Hello", TimeSpan(0.0, 0.4), 0.91), Word("there.", TimeSpan(0.4, 0.9), 0.37))
+    s = [Sentence(0, "Hello there.", TimeSpan(0.0, 0.9), words)]
+    back = sentences_from_dict(via_json(sentences_to_dict(s)))
+    assert [w.probability for w in back[0].words] == [0.91, 0.37] and back == s
+
+
+emotion_scores = st.lists(
+    st.tuples(st.text(min_size=1, max_size=8), st.floats(0, 1)),
+    min_size=1,
+    max_size=8,
+    unique_by=lambda p: p[0],
+).map(lambda pairs: EmotionScores(tuple(p[0] for p in pairs), tuple(p[1] for p in pairs)))
+
+
+@settings(max_examples=60)
+@given(emotion_scores)
+def test_emotion_scores_round_trip(e):
+    assert EmotionScores.from_dict(via_json(e.to_dict(sort=False))) == e
+    ranked = EmotionScores.from_dict(via_json(e.to_dict()))  # the ranked form result.json stores
+    assert ranked.as_mapping() == e.as_mapping() and ranked.ranked() == e.ranked()

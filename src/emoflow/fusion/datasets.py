@@ -17,6 +17,8 @@ from __future__ import annotations
 import csv
 import hashlib
 import json
+import logging
+import math
 import os
 import re
 from collections.abc import Iterable, Sequence
@@ -26,11 +28,19 @@ from typing import Any
 
 from emoflow.errors import InputError
 
+log = logging.getLogger(__name__)
 CANDIDATES = ("anger", "disgust", "fear", "joy", "neutral", "sadness", "surprise")
+# the manifest's own columns; any other column (or a JSON object in ``extra``) is kept in ``extra``
+COLUMNS = ("audio", "start", "end", "text", "labels", "speaker", "split")
+_LABEL_SEPARATORS = re.compile(r"[;|]")
 
 
 @dataclass(frozen=True)
 class ManifestRow:
+    """One example. Empty ``text``/``speaker``/``split`` mean "absent" (stored as None), as in a
+    CSV cell; ``extra`` holds dataset-specific fields (e.g. RAVDESS ``intensity``) and is written
+    to and read from manifests like the other fields."""
+
     audio: str
     labels: tuple[str, ...]
     start: float | None = None
@@ -38,7 +48,12 @@ class ManifestRow:
     text: str | None = None
     speaker: str | None = None
     split: str | None = None
-    extra: dict[str, Any] = field(default_factory=dict, compare=False, hash=False)
+    extra: dict[str, Any] = field(default_factory=dict, hash=False)
+
+    def __post_init__(self) -> None:
+        for name in ("text", "speaker", "split"):
+            if getattr(self, name) == "":
+                object.__setattr__(self, name, None)
 
     @property
     def id(self) -> str:
@@ -49,16 +64,57 @@ class ManifestRow:
         d: dict[str, Any] = {"audio": self.audio, "start": self.start, "end": self.end, "text": self.text}
         d["labels"] = list(self.labels)
         d.update(speaker=self.speaker, split=self.split)
+        if self.extra:
+            d["extra"] = dict(self.extra)
         return d
+
+    @classmethod
+    def from_dict(cls, raw: dict[str, Any], where: str = "manifest row") -> ManifestRow:
+        """A row from its :meth:`to_dict` form or a manifest line (``label``/``transcript``
+        accepted as aliases; unknown keys go to ``extra``). Audio paths are taken as they are."""
+        if not raw.get("audio"):
+            raise InputError(f"{where}: no 'audio'")
+        text = raw.get("text") or raw.get("transcript") or None
+        extra_raw = raw.get("extra")
+        if isinstance(extra_raw, str):
+            try:
+                extra_raw = json.loads(extra_raw) if extra_raw.strip() else {}
+            except json.JSONDecodeError:
+                raise InputError(f"{where}: 'extra' must be a JSON object, got {extra_raw!r}") from None
+        if extra_raw is not None and not isinstance(extra_raw, dict):
+            raise InputError(f"{where}: 'extra' must be a JSON object, got {extra_raw!r}")
+        extra = {
+            str(k): v
+            for k, v in raw.items()
+            if k not in (*COLUMNS, "label", "transcript", "extra") and k is not None and v not in (None, "")
+        }
+        extra.update(extra_raw or {})
+        return cls(
+            str(raw["audio"]),
+            _labels(raw, where),
+            _float(raw.get("start"), where),
+            _float(raw.get("end"), where),
+            None if text is None else str(text),
+            _str(raw.get("speaker")),
+            _str(raw.get("split")),
+            extra,
+        )
+
+
+def _str(v: Any) -> str | None:
+    return None if v is None or v == "" else str(v)
 
 
 def _float(v: Any, where: str) -> float | None:
     if v is None or (isinstance(v, str) and not v.strip()):
         return None
     try:
-        return float(v)
+        f = float(v)
     except (TypeError, ValueError):
         raise InputError(f"{where}: not a number: {v!r}") from None
+    if not math.isfinite(f) or f < 0:
+        raise InputError(f"{where}: times must be finite seconds >= 0, got {v!r}")
+    return f
 
 
 def _labels(raw: dict[str, Any], where: str) -> tuple[str, ...]:
@@ -67,8 +123,25 @@ def _labels(raw: dict[str, Any], where: str) -> tuple[str, ...]:
         raise InputError(f"{where}: no 'label' or 'labels'")
     if isinstance(v, str):
         v = v.strip()
-        v = json.loads(v) if v.startswith("[") else [x for x in re.split(r"[;|]", v) if x.strip()]
-    return tuple(str(x).strip().lower() for x in v)
+        try:
+            v = json.loads(v) if v.startswith("[") else [x for x in _LABEL_SEPARATORS.split(v) if x.strip()]
+        except json.JSONDecodeError:
+            raise InputError(f"{where}: labels {v!r} are not a JSON list") from None
+    if not isinstance(v, list | tuple):
+        raise InputError(f"{where}: labels must be a string or a list, got {v!r}")
+    labels = tuple(str(x).strip().lower() for x in v)
+    if not labels or not all(labels):
+        raise InputError(f"{where}: empty label in {v!r}")
+    return labels
+
+
+def _labels_cell(labels: Sequence[str]) -> str:
+    """Labels in one CSV cell: ``a;b``, or a JSON list when a label would not survive that."""
+    if all(lab and not _LABEL_SEPARATORS.search(lab) and lab == lab.strip() for lab in labels) and not (
+        labels and labels[0].startswith("[")
+    ):
+        return ";".join(labels)
+    return json.dumps(list(labels), ensure_ascii=False)
 
 
 def read_manifest(path: str | os.PathLike) -> list[ManifestRow]:
@@ -79,7 +152,8 @@ def read_manifest(path: str | os.PathLike) -> list[ManifestRow]:
     base = p.parent
     raws: list[dict[str, Any]] = []
     if p.suffix.lower() in (".jsonl", ".json"):
-        for i, line in enumerate(p.read_text(encoding="utf-8").splitlines(), 1):
+        # lines end at "\n" only: str.splitlines() would also split inside texts at U+0085, U+2028...
+        for i, line in enumerate(p.read_text(encoding="utf-8").split("\n"), 1):
             if line.strip():
                 try:
                     raws.append(json.loads(line))
@@ -91,21 +165,11 @@ def read_manifest(path: str | os.PathLike) -> list[ManifestRow]:
     rows = []
     for i, r in enumerate(raws, 1):
         where = f"{p}:{i}"
-        if not r.get("audio"):
-            raise InputError(f"{where}: no 'audio'")
-        audio = Path(str(r["audio"]))
-        text = r.get("text") or r.get("transcript") or None
-        rows.append(
-            ManifestRow(
-                str(audio if audio.is_absolute() else base / audio),
-                _labels(r, where),
-                _float(r.get("start"), where),
-                _float(r.get("end"), where),
-                text,
-                r.get("speaker") or None,
-                r.get("split") or None,
-            )
-        )
+        if not isinstance(r, dict):
+            raise InputError(f"{where}: a row must be a JSON object")
+        row = ManifestRow.from_dict(r, where)
+        audio = Path(row.audio)
+        rows.append(replace(row, audio=str(audio if audio.is_absolute() else base / audio)))
     return rows
 
 
@@ -120,18 +184,20 @@ def write_manifest(rows: Iterable[ManifestRow], path: str | os.PathLike) -> int:
                 f.write(json.dumps(r.to_dict(), ensure_ascii=False) + "\n")
         else:
             w = csv.writer(f)
-            w.writerow(["audio", "start", "end", "text", "labels", "speaker", "split"])
+            with_extra = any(r.extra for r in rows)
+            w.writerow([*COLUMNS, "extra"] if with_extra else COLUMNS)
             for r in rows:
                 w.writerow(
                     [
                         r.audio,
-                        "" if r.start is None else r.start,
-                        "" if r.end is None else r.end,
+                        "" if r.start is None else repr(r.start),
+                        "" if r.end is None else repr(r.end),
                         r.text or "",
-                        ";".join(r.labels),
+                        _labels_cell(r.labels),
                         r.speaker or "",
                         r.split or "",
                     ]
+                    + ([json.dumps(r.extra, ensure_ascii=False) if r.extra else ""] if with_extra else [])
                 )
     return len(rows)
 
@@ -235,11 +301,36 @@ IEMOCAP_LINE = re.compile(r"^\[(\d+\.\d+) - (\d+\.\d+)\]\t(\S+)\t(\w+)\t")
 IEMOCAP_TEXT = re.compile(r"^(\S+) \[[\d.]+-[\d.]+\]: (.*)$")
 
 
+def find_files(root: str | os.PathLike, *, suffix: str | None = None, name: str | None = None) -> list[Path]:
+    """Files under ``root`` (sorted) whose name ends with ``suffix`` (any case) or equals ``name``.
+
+    Symlinked folders are followed (datasets are often assembled from links), each real folder
+    once: a link back to an ancestor, or two links to one folder, cannot list a file twice or loop.
+    """
+    seen: set[tuple[int, int]] = set()
+    found: list[Path] = []
+    for dirpath, dirnames, filenames in os.walk(os.fspath(root), followlinks=True):
+        try:
+            st = os.stat(dirpath)
+        except OSError:
+            dirnames[:] = []
+            continue
+        if (st.st_dev, st.st_ino) in seen:
+            dirnames[:] = []  # reached again through a link: already listed
+            continue
+        seen.add((st.st_dev, st.st_ino))
+        dirnames.sort()  # walk in a stable order, so the first path to a linked folder is stable
+        for f in filenames:
+            if (suffix is not None and f.lower().endswith(suffix.lower())) or f == name:
+                found.append(Path(dirpath) / f)
+    return sorted(found)
+
+
 def build_ravdess(root: str | os.PathLike) -> list[ManifestRow]:
     """RAVDESS speech audio: ``Actor_XX/03-01-EE-II-SS-RR-AA.wav`` (modality 03 = audio only,
     channel 01 = speech). ``calm`` maps to neutral."""
     rows = []
-    for p in sorted(Path(root).rglob("*.wav")):
+    for p in find_files(root, suffix=".wav"):
         m = RAVDESS_RE.match(p.stem)
         if not m or m.group(2) != "01":  # vocal channel 02 is song
             continue
@@ -261,7 +352,7 @@ def build_ravdess(root: str | os.PathLike) -> list[ManifestRow]:
 def build_cremad(root: str | os.PathLike) -> list[ManifestRow]:
     """CREMA-D: ``AudioWAV/1001_DFA_ANG_XX.wav`` (actor, sentence, emotion, level)."""
     rows = []
-    for p in sorted(Path(root).rglob("*.wav")):
+    for p in find_files(root, suffix=".wav"):
         m = CREMAD_RE.match(p.stem)
         if not m or m.group(3) not in CREMAD_MAP:
             continue
@@ -321,7 +412,7 @@ def build_meld(root: str | os.PathLike) -> list[ManifestRow]:
     }
     rows = []
     for csv_name, clip_dir, split in splits.values():
-        path = next(iter(root.rglob(csv_name)), None)
+        path = next(iter(find_files(root, name=csv_name)), None)
         if path is None:
             continue
         with open(path, encoding="utf-8", errors="replace", newline="") as f:

@@ -22,7 +22,8 @@ without the attention layer), ``mlp`` (concatenation + MLP, no label embeddings 
 from __future__ import annotations
 
 import math
-from dataclasses import asdict, dataclass
+from collections.abc import Mapping
+from dataclasses import asdict, dataclass, fields, replace
 from typing import Any
 
 import torch
@@ -33,6 +34,14 @@ ABLATIONS = ("full", "audio-only", "text-only", "no-correlation", "mlp")
 
 @dataclass(frozen=True)
 class FusionConfig:
+    """Everything that determines the model's shape: a checkpoint stores all of it.
+
+    ``label_dim`` is the width of the learnable label embeddings ``e_k``: the sequence
+    encoder's width when they start from its embeddings of the label names (768 for
+    DistilBERT), else ``d``. None means "decide when the model is built" (from ``label_init``,
+    else ``d``); the built model's ``cfg`` always has it set.
+    """
+
     audio_dim: int
     text_dim: int
     labels: tuple[str, ...]
@@ -41,24 +50,60 @@ class FusionConfig:
     dropout: float = 0.2
     multi_label: bool = False
     ablation: str = "full"
+    label_dim: int | None = None
 
     def __post_init__(self) -> None:
         from emoflow.errors import ConfigError
 
         if self.ablation not in ABLATIONS:
             raise ConfigError(f"unknown ablation {self.ablation!r}; use {', '.join(ABLATIONS)}")
+        for name in ("audio_dim", "text_dim", "d", "heads", "label_dim"):
+            v = getattr(self, name)
+            if v is not None and (isinstance(v, bool) or not isinstance(v, int) or v < 1):
+                raise ConfigError(f"{name} must be a positive integer, got {v!r}")
         if self.d % self.heads:
             raise ConfigError(f"d ({self.d}) must be divisible by heads ({self.heads})")
+        if not 0 <= self.dropout < 1:
+            raise ConfigError(f"dropout must be in [0, 1), got {self.dropout}")
+        if not self.labels or len(set(self.labels)) != len(self.labels):
+            raise ConfigError(f"labels must be distinct and not empty, got {list(self.labels)}")
 
     def to_dict(self) -> dict[str, Any]:
         d = asdict(self)
         d["labels"] = list(self.labels)
         return d
 
+    @classmethod
+    def from_dict(cls, d: Mapping[str, Any]) -> FusionConfig:
+        """The inverse of :meth:`to_dict`; unknown keys are refused (a newer format)."""
+        from emoflow.errors import ConfigError
+
+        known = {f.name for f in fields(cls)}
+        unknown = sorted(set(d) - known)
+        if unknown:
+            raise ConfigError(f"unknown fusion model settings {unknown}")
+        values = dict(d)
+        values["labels"] = tuple(str(x) for x in d.get("labels", ()))
+        return cls(**values)
+
 
 class CorrelationAwareFusion(nn.Module):
     def __init__(self, cfg: FusionConfig, label_init: torch.Tensor | None = None) -> None:
         super().__init__()
+        k = len(cfg.labels)
+        width = cfg.d
+        if cfg.ablation != "mlp":
+            # the label embeddings' width is part of the config, so a checkpoint rebuilds the
+            # same shapes whatever the label init was (it is the encoder's width, not d)
+            width = cfg.label_dim or (int(label_init.shape[1]) if label_init is not None else cfg.d)
+            if label_init is not None and tuple(label_init.shape) != (k, width):
+                from emoflow.errors import ConfigError
+
+                raise ConfigError(
+                    f"label_init has shape {tuple(label_init.shape)}, expected ({k}, {width}): "
+                    "one embedding per label, label_dim wide"
+                )
+            cfg = replace(cfg, label_dim=width)
         self.cfg = cfg
         self.use_audio = cfg.ablation != "text-only"
         self.use_text = cfg.ablation != "audio-only"
@@ -75,13 +120,12 @@ class CorrelationAwareFusion(nn.Module):
             nn.Dropout(cfg.dropout),
             nn.Linear(cfg.d, cfg.d),
         )
-        k = len(cfg.labels)
         if cfg.ablation == "mlp":
             self.head = nn.Sequential(nn.GELU(), nn.Dropout(cfg.dropout), nn.Linear(cfg.d, k))
             return
-        init = label_init if label_init is not None else torch.randn(k, cfg.d) * 0.5
+        init = label_init if label_init is not None else torch.randn(k, width) * 0.5
         self.label_emb = nn.Parameter(init.clone().float())
-        self.label_proj = nn.Linear(self.label_emb.shape[1], cfg.d)
+        self.label_proj = nn.Linear(width, cfg.d)
         self.token_norm = nn.LayerNorm(cfg.d)
         self.correlation = (
             None

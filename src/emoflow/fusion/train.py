@@ -2,16 +2,19 @@
 
 AdamW; class weighting against imbalance (inverse frequency for softmax, ``pos_weight``
 for multi-label BCE); early stopping on validation macro-F1; seeded and reproducible on
-the CPU. A checkpoint directory holds ``model.pt`` (weights), ``config.json`` (model
-settings, label list, the feature models' ids and settings), ``metrics.json`` and the
-training history.
+the CPU. With too little data for a validation split (every class has one example) it
+trains on all of it, keeps the epoch with the lowest training loss and says so. A checkpoint
+directory holds ``model.pt`` (weights), ``config.json`` (every model setting needed to rebuild
+it, label list, the feature models' ids and settings), ``metrics.json`` and the training history.
 """
 
 from __future__ import annotations
 
 import json
 import logging
+import math
 import os
+import pickle
 from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -21,14 +24,15 @@ import numpy as np
 import torch
 from torch import nn
 
-from emoflow.errors import ConfigError, InputError, ModelUnavailableError
+from emoflow.errors import ConfigError, InputError, ModelError, ModelUnavailableError
 from emoflow.export.files import atomic_path, write_json_atomic
 from emoflow.fusion.metrics import multi_label_metrics, plot_confusion, single_label_metrics
 from emoflow.fusion.model import CorrelationAwareFusion, FusionConfig
 from emoflow.types import EmotionScores
 
 log = logging.getLogger(__name__)
-CHECKPOINT_VERSION = 1
+# 2: config.json's "model" has every FusionConfig field (label_dim added); 1 is still read
+CHECKPOINT_VERSION = 2
 
 
 @dataclass(frozen=True)
@@ -94,7 +98,13 @@ def train_model(
     label_init: torch.Tensor | None = None,
     progress: Callable[[int, float, float], None] | None = None,
 ) -> tuple[CorrelationAwareFusion, dict[str, Any]]:
-    """Train on arrays; returns the best model (by validation macro-F1) and the history."""
+    """Train on arrays; returns the best model (by validation macro-F1) and the history.
+
+    Without ``val`` a stratified part of the data is held out. When that leaves no validation
+    examples (every class has one) or fewer than 2 to train on, it trains on all the data and
+    keeps the epoch with the lowest training loss (logged as a warning; the history's
+    ``validation`` is then 0 and ``best_val_macro_f1`` None).
+    """
     tc = train_cfg or TrainConfig()
     if len(y) < 2:
         raise InputError(f"need at least 2 training examples, got {len(y)}")
@@ -102,6 +112,14 @@ def train_model(
     g = torch.Generator().manual_seed(tc.seed)
     if val is None:
         tr, va = _val_split(y, tc.val_fraction, tc.seed)
+        if len(va) == 0 or len(tr) < 2:
+            log.warning(
+                "too little data for a validation split (%d examples; a class needs 2 to lend one): "
+                "training on all of them and keeping the epoch with the lowest training loss; "
+                "add examples or a 'val' split for early stopping on validation macro-F1",
+                len(y),
+            )
+            tr, va = np.arange(len(y)), np.zeros(0, dtype=np.int64)
         val = (audio[va], text[va], y[va])
         audio, text, y = audio[tr], text[tr], y[tr]
     A, T, Y = (torch.as_tensor(a, dtype=torch.float32) for a in (audio, text, y))
@@ -118,8 +136,9 @@ def train_model(
             w[counts == 0] = 0
         loss_fn = nn.CrossEntropyLoss(weight=w)
     opt = torch.optim.AdamW(model.parameters(), lr=tc.lr, weight_decay=tc.weight_decay)
-    best: tuple[float, int, dict[str, torch.Tensor]] = (-1.0, -1, {})
-    history = []
+    # the score to maximise: validation macro-F1, or minus the training loss without validation
+    best: tuple[float, int, dict[str, torch.Tensor]] = (-math.inf, -1, {})
+    history: list[dict[str, Any]] = []
     va_a, va_t, va_y = val
     for epoch in range(tc.epochs):
         model.train()
@@ -134,22 +153,29 @@ def train_model(
             loss.backward()
             opt.step()
             total += float(loss.detach()) * len(idx)
-        probs = predict_arrays(model, va_a, va_t) if len(va_y) else np.zeros((0, len(cfg.labels)))
-        f1 = (
-            evaluate_arrays(probs, va_y, cfg.labels, cfg.multi_label, tc.threshold)["macro_f1"]
-            if len(va_y)
-            else -total
-        )
-        history.append({"epoch": epoch, "loss": total / len(Y), "val_macro_f1": f1})
+        loss_mean = total / len(Y)
+        f1: float | None = None
+        score = -loss_mean
+        if len(va_y):
+            probs = predict_arrays(model, va_a, va_t)
+            m = evaluate_arrays(probs, va_y, cfg.labels, cfg.multi_label, tc.threshold)
+            f1 = score = float(m["macro_f1"])
+        history.append({"epoch": epoch, "loss": loss_mean, "val_macro_f1": f1})
         if progress:
-            progress(epoch, total / len(Y), f1)
-        if f1 > best[0]:
-            best = (f1, epoch, {k: v.detach().clone() for k, v in model.state_dict().items()})
+            progress(epoch, loss_mean, math.nan if f1 is None else f1)
+        if not best[2] or score > best[0]:
+            best = (score, epoch, {k: v.detach().clone() for k, v in model.state_dict().items()})
         elif epoch - best[1] >= tc.patience:
             break
-    model.load_state_dict(best[2])
+    if best[2]:  # with epochs == 0 the model stays as built
+        model.load_state_dict(best[2])
     model.eval()
-    return model, {"history": history, "best_epoch": best[1], "best_val_macro_f1": best[0]}
+    return model, {
+        "history": history,
+        "best_epoch": best[1],
+        "best_val_macro_f1": best[0] if len(va_y) else None,
+        "validation": len(va_y),
+    }
 
 
 def predict_arrays(model: CorrelationAwareFusion, audio: np.ndarray, text: np.ndarray) -> np.ndarray:
@@ -204,11 +230,36 @@ class FusionClassifier:
             raise ModelUnavailableError(
                 f"{d}: not a fusion model (needs config.json and model.pt); train one with `emoflow train`"
             )
-        meta = json.loads((d / "config.json").read_text(encoding="utf-8"))
+        retrain = "retrain it with `emoflow train`"
+        try:
+            meta = json.loads((d / "config.json").read_text(encoding="utf-8"))
+            state = torch.load(d / "model.pt", map_location="cpu", weights_only=True)
+        except (
+            UnicodeDecodeError,
+            json.JSONDecodeError,
+            RuntimeError,
+            pickle.UnpicklingError,
+            EOFError,
+        ) as e:
+            raise ModelError(f"{d}: unreadable fusion model ({type(e).__name__}: {e}); {retrain}") from None
+        version = meta.get("checkpoint_version") if isinstance(meta, dict) else None
+        if not isinstance(version, int) or not isinstance(meta.get("model"), dict):
+            raise ModelError(f"{d}: config.json is not a fusion model's; {retrain}")
+        if version > CHECKPOINT_VERSION:
+            raise ModelError(
+                f"{d}: checkpoint version {version} is newer than this emoflow reads "
+                f"({CHECKPOINT_VERSION}); upgrade emoflow"
+            )
         cfg_d = dict(meta["model"])
-        cfg_d["labels"] = tuple(cfg_d["labels"])
-        model = CorrelationAwareFusion(FusionConfig(**cfg_d))
-        model.load_state_dict(torch.load(d / "model.pt", map_location="cpu", weights_only=True))
+        if "label_dim" not in cfg_d and isinstance(state.get("label_emb"), torch.Tensor):
+            # version 1 did not record the label embeddings' width: read it from the weights
+            cfg_d["label_dim"] = int(state["label_emb"].shape[1])
+        try:
+            model = CorrelationAwareFusion(FusionConfig.from_dict(cfg_d))
+            model.load_state_dict(state)
+        except (ConfigError, TypeError, RuntimeError) as e:
+            why = " ".join(str(e).split())[:300] or type(e).__name__
+            raise ModelError(f"{d}: model.pt does not match config.json ({why}); {retrain}") from None
         return cls(model, meta, d)
 
     @property

@@ -125,6 +125,7 @@ def train_from_manifest(
     )
     metrics: dict[str, Any] = {
         "train": {"n": len(tr)},
+        "validation": {"n": history["validation"]},  # 0: too little data, trained on all rows
         "best_epoch": history["best_epoch"],
         "best_val_macro_f1": history["best_val_macro_f1"],
         "skipped_rows": [{"row": r.id, "reason": why} for r, why in fs.failures],
