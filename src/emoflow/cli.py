@@ -7,8 +7,11 @@ Errors are one line on stderr starting with ``error:`` (a traceback only with
 from __future__ import annotations
 
 import logging
+import os
 import sys
 import warnings
+from collections.abc import Iterator
+from contextlib import contextmanager
 from enum import Enum
 from pathlib import Path
 from typing import Annotated, Any
@@ -16,17 +19,28 @@ from typing import Annotated, Any
 import typer
 from rich.console import Console
 
-from emoflow.errors import EmoflowError, ModelUnavailableError
+from emoflow.errors import ConfigError, EmoflowError, ModelUnavailableError
 
+# rich_markup_mode=None: help texts are plain text. With rich markup, "[serve]" in
+# "pip install emoflow[serve]" (and "[UM]", "[ray]") would be read as a style tag and vanish.
 app = typer.Typer(
     name="emoflow",
     help="Multimodal emotion recognition from speech and text.",
     no_args_is_help=True,
     add_completion=False,
     pretty_exceptions_enable=False,
+    rich_markup_mode=None,
 )
 err = Console(stderr=True, highlight=False, soft_wrap=True)
 _state: dict[str, Any] = {"debug": False}
+# commands that load no torch model: they skip the thread policy (and torch's import time)
+_NO_TORCH_COMMANDS = frozenset({"sentences", "train-embeddings", "dataset"})
+
+
+class UsageError(ConfigError):
+    """A bad option value or combination of arguments: ``error: ...`` and exit code 2."""
+
+    exit_code = 2
 
 
 class SentenceFormat(str, Enum):
@@ -55,10 +69,16 @@ def _show_warning(
 
 @app.callback()
 def _main(
+    ctx: typer.Context,
     debug: Annotated[bool, typer.Option("--debug", help="Show tracebacks and debug logs.")] = False,
     verbose: Annotated[bool, typer.Option("--verbose", "-v", help="Show progress logs.")] = False,
 ) -> None:
     _state["debug"] = debug
+    if ctx.invoked_subcommand not in _NO_TORCH_COMMANDS:
+        # process-wide policy belongs to the entry point: model loading leaves threads alone
+        from emoflow import models
+
+        models.set_cpu_threads()
     if not debug:  # model libraries' progress bars and notices are not our output
         import os
 
@@ -75,6 +95,78 @@ def _main(
             handler.addFilter(lambda r: r.name.startswith("emoflow") or r.levelno >= logging.ERROR)
 
     warnings.showwarning = _show_warning
+
+
+@contextmanager
+def _options() -> Iterator[None]:
+    """Settings built from options: a :class:`ConfigError` is a usage error (exit code 2)."""
+    try:
+        yield
+    except UsageError:
+        raise
+    except ConfigError as e:
+        raise UsageError(str(e)) from e
+
+
+def _writable_folder(path: Path, what: str) -> None:
+    """``path`` is, or can be created as, a folder we can write into: else a usage error, now."""
+    p = path
+    while not p.exists():
+        if p.is_symlink():
+            raise UsageError(f"{what} {path}: {p} is a broken symbolic link")
+        if p.parent == p:
+            break
+        p = p.parent
+    if not p.is_dir():
+        where = "is" if p == path else f"is inside {p}, which is"
+        raise UsageError(f"{what} {path} {where} a file, not a folder; choose another path")
+    if not os.access(p, os.W_OK | os.X_OK):
+        raise UsageError(f"{what} {path}: {p} is not writable; choose another path")
+
+
+def _check_out_folder(out: Path) -> None:
+    _writable_folder(out, "--out")
+
+
+def _check_out_file(out: Path | None) -> None:
+    """An output file path: not a folder, in a folder we can create and write into."""
+    if out is None:
+        return
+    if out.is_dir():
+        raise UsageError(f"--out {out} is a folder; give a file name")
+    _writable_folder(out.parent, f"--out {out}: the folder")
+
+
+def _formats(fmt: str) -> list[str]:
+    from emoflow.export.writers import parse_formats
+
+    with _options():
+        return parse_formats(fmt)
+
+
+def _check_port(host: str, port: int) -> None:
+    """Fail now, before any model loads, when ``host:port`` cannot be listened on.
+
+    (The server binds it again moments later; another process could take it in between.)
+    """
+    import socket
+
+    if not 0 <= port <= 65535:
+        raise UsageError(f"--port {port} is not a TCP port (0-65535)")
+    try:
+        infos = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE)
+    except socket.gaierror as e:
+        raise UsageError(f"--host {host}: not an address of this machine ({e.strerror})") from e
+    family, kind, proto, _, address = infos[0]
+    with socket.socket(family, kind, proto) as sock:
+        if os.name != "nt":  # what uvicorn does: a port in TIME_WAIT is free to use
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            sock.bind(address)
+        except OSError as e:
+            raise UsageError(
+                f"cannot listen on {host}:{port}: {e.strerror or e}; choose another --port or --host"
+            ) from e
 
 
 def _emit(text: str, out: Path | None) -> None:
@@ -123,9 +215,11 @@ def sentences(
     from emoflow.export.sentences import FORMATS
     from emoflow.text.sentences import SentenceConfig, SentenceSegmenter
 
-    config = SentenceConfig(
-        splitter=splitter.value, pause_s=pause, max_sentence_s=max_sentence, refine=not no_refine
-    )
+    with _options():
+        config = SentenceConfig(
+            splitter=splitter.value, pause_s=pause, max_sentence_s=max_sentence, refine=not no_refine
+        )
+    _check_out_file(out)
     rec = load_audio(audio) if audio is not None else None
     tr = read_transcript(
         transcript,
@@ -141,6 +235,13 @@ OfflineOpt = Annotated[
     bool, typer.Option("--offline", help="Never touch the network (also HF_HUB_OFFLINE=1).")
 ]
 DeviceOpt = Annotated[str, typer.Option(help="auto, cpu, cuda or cuda:N.")]
+DtypeOpt = Annotated[
+    str,
+    typer.Option(
+        help="auto (float16 on CUDA; bfloat16 for emotion2vec and the text classifier on CPUs with "
+        "native bf16; float32 elsewhere), float32, bfloat16 or float16."
+    ),
+]
 
 
 def _spec(model: str, device: str, offline: bool, revision: str | None = None) -> Any:
@@ -169,6 +270,7 @@ def transcribe(
     from emoflow.asr.whisper_ct2 import make_transcriber
     from emoflow.audio.io import load_audio
 
+    _check_out_file(out)
     rec = load_audio(audio)
     transcriber = make_transcriber(
         asr_backend,
@@ -244,8 +346,17 @@ TextModelOpt = Annotated[str, typer.Option(help="Text emotion classifier: hub id
 EncoderModelOpt = Annotated[str, typer.Option(help="Sequence encoder for extraction embeddings.")]
 EmbeddingOpt = Annotated[str, typer.Option(help="cls, layers or word2vec:PATH (a trained scheme).")]
 TopKOpt = Annotated[int, typer.Option(help="Emotions per emotion sequence.")]
-WindowOpt = Annotated[float, typer.Option(help="Timeline window (s).")]
-HopOpt = Annotated[float, typer.Option(help="Timeline hop (s).")]
+WindowOpt = Annotated[float, typer.Option(help="Timeline window (s), 0.1 to 8.")]
+HopOpt = Annotated[
+    float, typer.Option(help="Timeline hop (s), 0.05 to 30; at most 50000 windows per recording.")
+]
+MaxDurationOpt = Annotated[
+    float | None,
+    typer.Option(
+        help="Refuse recordings longer than this (s of decoded audio); checked from the header "
+        "before decoding where it tells. Default: no limit."
+    ),
+]
 TimelineOpt = Annotated[
     TimelineMode,
     typer.Option(
@@ -277,25 +388,68 @@ def _analysis_config(
     fusion_model: Path | None,
     device: str,
     offline: bool,
+    max_duration: float | None = None,
+    dtype: str = "auto",
 ) -> Any:
     from emoflow.asr.base import AsrConfig
     from emoflow.config import EmbeddingConfig, PipelineConfig
     from emoflow.speech.emotion2vec import TimelineConfig
 
-    return PipelineConfig(
-        asr_backend=asr_backend.value,
-        asr_model=asr_model,
-        audio_model=audio_model,
-        text_model=text_model,
-        encoder_model=encoder_model,
-        device=device,
-        offline=True if offline else None,
-        top_k=top_k,
-        embedding=EmbeddingConfig.parse(embedding),
-        timeline=TimelineConfig(window_s=window, hop_s=hop, mode=timeline.value),
-        asr=AsrConfig(language=language),
-        fusion_model=str(fusion_model) if fusion_model else None,
-    )
+    with _options():
+        return PipelineConfig(
+            asr_backend=asr_backend.value,
+            asr_model=asr_model,
+            audio_model=audio_model,
+            text_model=text_model,
+            encoder_model=encoder_model,
+            device=device,
+            offline=True if offline else None,
+            top_k=top_k,
+            embedding=EmbeddingConfig.parse(embedding),
+            timeline=TimelineConfig(window_s=window, hop_s=hop, mode=timeline.value),
+            asr=AsrConfig(language=language),
+            fusion_model=str(fusion_model) if fusion_model else None,
+            max_duration=max_duration,
+            dtype=dtype,
+        )
+
+
+def _check_output_names(audio: list[Path], out: Path) -> None:
+    """Refuse, before any work, inputs that would write the same output folder."""
+    from emoflow.pipeline import output_dir_for
+
+    seen: dict[str, Path] = {}
+    for path in audio:
+        key = output_dir_for(out, path).name.casefold()  # one folder on case-insensitive disks too
+        if key in seen:
+            first = seen[key]
+            same = os.path.abspath(first) == os.path.abspath(path)
+            raise UsageError(
+                f"{path} is given twice"
+                if same
+                else f"{first} and {path} would both be written to {output_dir_for(out, path)}; "
+                "rename one or analyse them into different --out folders"
+            )
+        seen[key] = path
+
+
+def _precheck(pipeline: Any, path: Path, transcript: Path | None) -> None:
+    """What can be known about one recording without decoding it or loading a model."""
+    from emoflow.errors import AudioError
+
+    if not path.exists():
+        raise AudioError(f"{path}: no such file")
+    if path.is_dir():
+        raise AudioError(f"{path}: is a directory, not an audio file")
+    if not path.is_file():
+        raise AudioError(f"{path}: not a regular file (a device or a pipe?); save the audio to a file")
+    pipeline.check_source(path)
+    if transcript is not None:
+        from emoflow.asr.transcript_io import read_transcript
+
+        with warnings.catch_warnings():  # repairs are reported once, by the analysis itself
+            warnings.simplefilter("ignore")
+            read_transcript(transcript)
 
 
 @app.command()
@@ -323,18 +477,27 @@ def analyze(
     language: LanguageOpt = "en",
     fmt: FormatOpt = "json,npz,csv,srt,png,html",
     fusion_model: FusionOpt = None,
+    max_duration: MaxDurationOpt = None,
     device: DeviceOpt = "auto",
+    dtype: DtypeOpt = "auto",
     offline: OfflineOpt = False,
 ) -> None:
-    """Analyse recordings: transcript, sentences, text and voice emotion, embeddings, plots, report."""
+    """Analyse recordings: transcript, sentences, text and voice emotion, embeddings, plots, report.
+
+    Every option, the output folder and each recording's header are checked before any model
+    loads. Two recordings with the same name (in/a.wav, in/x/a.wav) would share OUT/a/: such a
+    run is refused, naming both.
+    """
     from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 
-    from emoflow.errors import ConfigError
+    from emoflow.export.files import remove_stale_temporaries
+    from emoflow.export.writers import save_result
     from emoflow.pipeline import STAGES, Pipeline, output_dir_for
 
-    formats = [f.strip() for f in fmt.split(",") if f.strip()]
+    # everything that can be checked without the models is checked before they load
+    formats = _formats(fmt)
     if transcript is not None and len(audio) != 1:
-        raise ConfigError("--transcript goes with exactly one recording")
+        raise UsageError("--transcript goes with exactly one recording")
     config = _analysis_config(
         asr_backend,
         asr_model,
@@ -350,11 +513,25 @@ def analyze(
         fusion_model,
         device,
         offline,
+        max_duration,
+        dtype,
     )
+    _check_out_folder(out)
+    _check_output_names(audio, out)
     pipeline = Pipeline(config)
-    with err.status("loading models"):
-        pipeline.load_all(asr=transcript is None)
     failures: list[tuple[Path, Exception]] = []
+    todo: list[Path] = []
+    for path in audio:
+        try:
+            _precheck(pipeline, path, transcript)
+            todo.append(path)
+        except EmoflowError as e:
+            failures.append((path, e))
+            err.print(f"error: {e}", markup=False)
+    remove_stale_temporaries(out)  # folders a killed run left behind (only emoflow's own)
+    if todo:
+        with err.status("loading models"):
+            pipeline.load_all(asr=transcript is None)
     with Progress(
         TextColumn("{task.description}"),
         BarColumn(),
@@ -362,9 +539,10 @@ def analyze(
         TimeElapsedColumn(),
         console=err,
         transient=False,
+        disable=not todo,
     ) as progress:
-        overall = progress.add_task("recordings", total=len(audio), stage="")
-        for path in audio:
+        overall = progress.add_task("recordings", total=len(todo), stage="")
+        for path in todo:
             task = progress.add_task(path.name, total=len(STAGES) + 1, stage="")
 
             def on_stage(name: str, task: Any = task) -> None:
@@ -373,7 +551,7 @@ def analyze(
             try:
                 result = pipeline.analyze(path, transcript=transcript, progress=on_stage)
                 on_stage("writing")
-                target = result.save(output_dir_for(out, path), formats)
+                target = save_result(result, output_dir_for(out, path), formats)
                 progress.update(task, completed=len(STAGES) + 1, stage=f"done -> {target}")
             except ModelUnavailableError:
                 raise  # every recording would fail the same way: stop with exit code 4
@@ -428,14 +606,17 @@ def batch(
     language: LanguageOpt = "en",
     fmt: FormatOpt = "json,npz,csv,srt,png,html",
     fusion_model: FusionOpt = None,
+    max_duration: MaxDurationOpt = None,
     device: DeviceOpt = "auto",
+    dtype: DtypeOpt = "auto",
     offline: OfflineOpt = False,
 ) -> None:
     """Analyse a corpus: resumable, one bad file never stops it, corpus tables at the end."""
     from rich.progress import Progress
 
-    from emoflow.batch.local import discover, run_batch
+    from emoflow.batch.local import discover, output_lock, prepare_out, run_batch
 
+    formats = _formats(fmt)
     config = _analysis_config(
         asr_backend,
         asr_model,
@@ -451,30 +632,40 @@ def batch(
         fusion_model,
         device,
         offline,
+        max_duration,
+        dtype,
     )
-    formats = [f.strip() for f in fmt.split(",") if f.strip()]
+    _check_out_folder(out)
     items = discover(source)
-    if engine == Engine.ray:
-        from emoflow.batch.ray import run_batch_ray
+    out = prepare_out(out)
+    with output_lock(out):  # a second batch into the same folder stops now, before models load
+        if engine == Engine.ray:
+            from emoflow.batch.ray import run_batch_ray
 
-        summary = run_batch_ray(
-            items, out, config, resume=resume, formats=formats, address=ray_address, concurrency=concurrency
-        )
-    else:
-        from emoflow.pipeline import Pipeline
+            summary = run_batch_ray(
+                items,
+                out,
+                config,
+                resume=resume,
+                formats=formats,
+                address=ray_address,
+                concurrency=concurrency,
+            )
+        else:
+            from emoflow.pipeline import Pipeline
 
-        pipeline = Pipeline(config)
-        with err.status("loading models"):
-            pipeline.load_all()
-        with Progress(console=err) as progress:
-            task = progress.add_task("batch", total=len(items))
+            pipeline = Pipeline(config)
+            with err.status("loading models"):
+                pipeline.load_all()
+            with Progress(console=err) as progress:
+                task = progress.add_task("batch", total=len(items))
 
-            def on_item(item: Any, status: str) -> None:
-                if status != "running":
-                    progress.advance(task)
-                progress.update(task, description=f"{item.name}: {status}")
+                def on_item(item: Any, status: str) -> None:
+                    if status != "running":
+                        progress.advance(task)
+                    progress.update(task, description=f"{item.name}: {status}")
 
-            summary = run_batch(items, out, pipeline, resume=resume, formats=formats, on_item=on_item)
+                summary = run_batch(items, out, pipeline, resume=resume, formats=formats, on_item=on_item)
     err.print(
         f"{summary.done} analysed, {summary.skipped} already complete, {len(summary.failed)} failed "
         f"of {summary.total} in {summary.seconds:.1f} s -> {out}"
@@ -512,7 +703,20 @@ def serve(
     timeline: TimelineOpt = TimelineMode.exact,
     language: LanguageOpt = "en",
     fusion_model: FusionOpt = None,
+    max_duration: Annotated[
+        float | None,
+        typer.Option(help="Longest recording accepted, in seconds (default for serve: 3600)."),
+    ] = None,
+    allowed_host: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--allowed-host",
+            metavar="NAME",
+            help="Also answer requests for this Host name (repeatable; '*.example.com'; '*' = any).",
+        ),
+    ] = None,
     device: DeviceOpt = "auto",
+    dtype: DtypeOpt = "auto",
     offline: OfflineOpt = False,
 ) -> None:
     """Serve the analysis over HTTP, with a page at / (pip install emoflow[serve])."""
@@ -541,15 +745,21 @@ def serve(
         fusion_model,
         device,
         offline,
+        max_duration,
+        dtype,
     )
-    settings = ServiceSettings(
-        store=store,
-        max_upload_mb=max_upload_mb,
-        queue_size=queue_size,
-        workers=workers,
-        retention_s=retention_hours * 3600,
-        token=token,
-    )
+    _check_port(host, port)  # a busy port: one error line now, not after loading every model
+    with _options():
+        settings = ServiceSettings(
+            store=store,
+            max_upload_mb=max_upload_mb,
+            queue_size=queue_size,
+            workers=workers,
+            retention_s=retention_hours * 3600,
+            token=token,
+            host=host,
+            allowed_hosts=tuple(allowed_host) if allowed_host else None,
+        )
     if host not in ("127.0.0.1", "localhost", "::1") and not token:
         err.print(
             f"warning: serving on {host} without --token: anyone who can reach it can use it", markup=False
@@ -557,7 +767,9 @@ def serve(
     uvicorn.run(create_app(Pipeline(config), settings), host=host, port=port, log_level="warning")
 
 
-dataset_app = typer.Typer(help="Training manifests from emotion datasets.", no_args_is_help=True)
+dataset_app = typer.Typer(
+    help="Training manifests from emotion datasets.", no_args_is_help=True, rich_markup_mode=None
+)
 app.add_typer(dataset_app, name="dataset")
 
 
@@ -702,8 +914,10 @@ def train(
     summary = ", ".join(
         f"{k} {test[k]:.3f}" for k in ("WA", "UA", "macro_f1", "micro_f1") if test and k in test
     )
+    val = metrics["best_val_macro_f1"]  # None: too little data for validation, trained on all rows
     err.print(
-        f"saved {out} (best epoch {metrics['best_epoch']}, val macro-F1 {metrics['best_val_macro_f1']:.3f})"
+        f"saved {out} (best epoch {metrics['best_epoch']}, "
+        + (f"val macro-F1 {val:.3f})" if val is not None else "no validation rows)")
         + (f"; test: {summary}" if summary else "")
     )
 
@@ -746,32 +960,40 @@ def predict(
         raise typer.Exit(3)
 
 
-def main() -> None:
-    """Console entry point: map errors to one line and an exit code."""
+def run(args: list[str] | None = None) -> int:
+    """Run the command line on ``args`` (default: ``sys.argv[1:]``) in this process; map errors
+    to one ``error:`` line on stderr and return the exit code (what :func:`main` exits with)."""
+    _state["debug"] = False
     try:
-        code = app(standalone_mode=False)
-        if isinstance(code, int) and code:
-            sys.exit(code)
+        code = app(args=args, prog_name="emoflow", standalone_mode=False)
+        return code if isinstance(code, int) else 0
     except EmoflowError as e:
         if _state["debug"]:
             err.print_exception()
         err.print(f"error: {e}", markup=False)
-        sys.exit(e.exit_code)
+        return e.exit_code
     except typer.Exit as e:
-        sys.exit(e.exit_code)
+        return e.exit_code
     except typer.Abort:
         err.print("error: aborted")
-        sys.exit(130)
+        return 130
     except Exception as e:
         # usage errors (typer's vendored click) print themselves and carry exit code 2
         show, code = getattr(e, "show", None), getattr(e, "exit_code", None)
         if callable(show) and isinstance(code, int):
             show()
-            sys.exit(code)
+            return code
         if _state["debug"]:
             err.print_exception()
         err.print(
             f"error: internal error: {type(e).__name__}: {e} (run with --debug for the traceback)",
             markup=False,
         )
-        sys.exit(1)
+        return 1
+
+
+def main() -> None:
+    """Console entry point: map errors to one line and an exit code."""
+    code = run()
+    if code:
+        sys.exit(code)

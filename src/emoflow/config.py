@@ -13,6 +13,8 @@ from emoflow.text.emotion import DEFAULT_TEXT_MODEL
 from emoflow.text.sentences import SentenceConfig
 from emoflow.text.sequences import DEFAULT_SEPARATOR, DEFAULT_TOP_K
 
+DTYPES = ("auto", "float32", "bfloat16", "float16")
+
 
 @dataclass(frozen=True)
 class EmbeddingConfig:
@@ -56,12 +58,21 @@ class PipelineConfig:
     sentences: SentenceConfig = field(default_factory=SentenceConfig)
     asr: AsrConfig = field(default_factory=AsrConfig)
     fusion_model: str | None = None
+    # the longest recording accepted, in seconds of decoded audio (None: no limit)
+    max_duration: float | None = None
+    # numeric precision of every model: auto (see emoflow.models.resolve_dtype), float32, bfloat16, float16
+    dtype: str = "auto"
 
     def __post_init__(self) -> None:
+        from emoflow.audio.io import check_max_duration
+
+        check_max_duration(self.max_duration)
         if self.top_k < 1:
             raise ConfigError(f"top-k must be at least 1, got {self.top_k}")
         if self.asr_backend not in ("transformers", "faster-whisper"):
             raise ConfigError(f"unknown ASR backend {self.asr_backend!r}; use transformers or faster-whisper")
+        if self.dtype not in DTYPES:
+            raise ConfigError(f"unknown dtype {self.dtype!r}; use {', '.join(DTYPES)}")
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)

@@ -24,8 +24,9 @@ from typing import Any
 import numpy as np
 
 from emoflow.asr.transcript_io import read_transcript
-from emoflow.audio.io import Audio, AudioSource, load_audio
+from emoflow.audio.io import Audio, AudioSource, load_audio, probe_duration, source_name
 from emoflow.config import PipelineConfig
+from emoflow.errors import AudioError
 from emoflow.models import ModelSpec
 from emoflow.results import Result, SentenceResult, SourceInfo
 from emoflow.speech.emotion2vec import AudioEmotion, Timeline
@@ -45,6 +46,7 @@ STAGES = (
     "audio_emotion",
     "assemble",
 )
+MIN_SAMPLES = 400  # 25 ms at 16 kHz: emotion2vec's first frame (speech.emotion2vec.FRAME_FIELD)
 MODEL_STAGES = frozenset({"vad", "asr", "text_emotion", "sequence_embedding", "audio_emotion"})
 Progress = Callable[[str], None]
 
@@ -77,6 +79,7 @@ class Work:
     audio_emb: np.ndarray = field(default_factory=lambda: np.zeros((0, 0), np.float32))
     utterance: AudioEmotion | None = None
     timeline: Timeline | None = None
+    voice: dict[str, str] = field(default_factory=dict)  # how the voice side was computed
 
     @contextmanager
     def stage(self, name: str) -> Iterator[None]:
@@ -120,7 +123,9 @@ class Pipeline:
         self.segmenter = SentenceSegmenter(self.config.sentences, vad=None)
 
     def _spec(self, model: str) -> ModelSpec:
-        return ModelSpec(model, device=self.config.device, offline=self.config.offline)
+        return ModelSpec(
+            model, device=self.config.device, dtype=self.config.dtype, offline=self.config.offline
+        )
 
     # ---- stages, built on first use ------------------------------------------------------
     @property
@@ -212,9 +217,34 @@ class Pipeline:
 
     # The stages, each filling in part of a Work; the batch engines (local and Ray) call them
     # one by one, possibly in different processes.
+    def check_source(self, source: AudioSource | Audio) -> float | None:
+        """Check a recording against the limits from its header alone, before any decoding
+        (``max_duration``, the timeline's window count); returns the header's duration (None:
+        unknown). Raises :class:`AudioError` / :class:`ConfigError` naming the recording."""
+        duration = probe_duration(source)
+        if duration is not None:
+            name, limit = source_name(source), self.config.max_duration
+            if limit is not None and duration > limit:
+                raise AudioError(
+                    f"{name}: the audio is {duration:.1f} s long, over the limit of {limit:g} s; "
+                    "cut it or raise the limit (--max-duration)"
+                )
+            self.config.timeline.check_duration(duration, name)
+        return duration
+
     def stage_decode(self, work: Work) -> Work:
         with work.stage("decode"):
-            audio = load_audio(work.source)
+            self.check_source(work.source)
+            audio = load_audio(work.source, max_duration=self.config.max_duration)
+            name = source_name(work.source)
+            # the header may have lied (or been silent): check the decoded length too
+            self.config.timeline.check_duration(audio.duration, name)
+            if len(audio.samples) < MIN_SAMPLES:
+                raise AudioError(
+                    f"{name}: the audio is only {len(audio.samples)} samples "
+                    f"({audio.duration * 1000:.1f} ms) long at {audio.sample_rate} Hz; "
+                    f"the analysis needs at least {MIN_SAMPLES / audio.sample_rate * 1000:.0f} ms"
+                )
             path = audio.path
             work.audio = audio
             work.info = SourceInfo(
@@ -262,16 +292,20 @@ class Pipeline:
         return work
 
     def stage_audio(self, work: Work) -> Work:
-        """emotion2vec on each sentence's span, the whole recording and the timeline."""
+        """emotion2vec on each sentence's span, the whole recording and the timeline; with a
+        ``pooled`` timeline all three come from one pass over the audio."""
         audio = work.need_audio()
         with work.stage("audio_emotion"):
             enc = self.audio_encoder
-            spans = enc.spans(audio, [s.span for s in work.sentences]) if work.sentences else []
-            work.audio_scores = [r.scores for r in spans]
+            voice = enc.analyze(audio, [s.span for s in work.sentences], self.config.timeline)
+            work.audio_scores = [r.scores for r in voice.spans]
             work.audio_emb = (
-                np.stack([r.embedding for r in spans]) if spans else np.zeros((0, enc.dim), np.float32)
+                np.stack([r.embedding for r in voice.spans])
+                if voice.spans
+                else np.zeros((0, enc.dim), np.float32)
             )
-            work.utterance, work.timeline = enc.utterance_and_timeline(audio, self.config.timeline)
+            work.utterance, work.timeline = voice.utterance, voice.timeline
+            work.voice = voice.describe()
         return work
 
     def stage_assemble(self, work: Work) -> Result:
@@ -302,26 +336,32 @@ class Pipeline:
                 text_sentences=work.text_emb,
                 timings=work.timings,
                 audio_samples=work.audio.samples,
+                voice=work.voice,
             )
 
     def describe_models(self, transcript_given: bool = False) -> dict[str, Any]:
-        c = self.config
+        """Which weights the analysis uses, per model: id, requested and resolved revision (hub
+        commit, or ``sha256:`` content hash of a local folder), source and settings. Loads no
+        model and uses no network, so any process can assemble a result (see models.py)."""
+        from emoflow.models import package_provenance
+        from emoflow.text.embeddings import describe_embedding
+
+        c, e = self.config, self.config.embedding
         asr = (
-            {"id": "precomputed transcript", "revision": None}
+            {"id": "precomputed transcript", "revision": None, "source": "given"}
             if transcript_given
-            else {"id": c.asr_model, "revision": None, "backend": c.asr_backend}
+            else self._spec(c.asr_model).record(backend=c.asr_backend).to_dict()
         )
-        emb = self.sequence_embedder
-        encoder = emb.describe() if hasattr(emb, "describe") else {}
-        encoder.setdefault("id", encoder.get("path", c.encoder_model))
-        encoder.setdefault("revision", None)
+        encoder = describe_embedding(
+            e.method, spec=self._spec(c.encoder_model), layers=e.layers, weights=e.weights, scheme=e.scheme
+        )
         return {
             "asr": asr,
-            "audio_emotion": {"id": c.audio_model, "revision": None},
-            "text_emotion": {"id": c.text_model, "revision": None},
+            "audio_emotion": self._spec(c.audio_model).provenance(),
+            "text_emotion": self._spec(c.text_model).provenance(),
             "sequence_encoder": encoder,
-            "vad": {"id": "silero-vad", "revision": None},
-            **({"fusion": {"id": c.fusion_model, "revision": None}} if c.fusion_model else {}),
+            "vad": package_provenance("silero-vad", "silero-vad").to_dict(),
+            **({"fusion": self._spec(c.fusion_model).provenance()} if c.fusion_model else {}),
         }
 
 

@@ -202,3 +202,48 @@ def test_timeline_mode_pooled(config):
     p = Pipeline(replace(config, timeline=TimelineConfig(mode="pooled")))
     r = p.analyze(Audio(np.zeros(16000 * 5, np.float32)))
     assert r.timeline.mode == "pooled" and r.timeline.spans[-1].end == 5.0
+
+
+def test_cli_in_process_outputs_modes_and_report_escaping(replica_args, tmp_path, capsys, monkeypatch):
+    """One short analysis through the CLI in this process: ordinary file modes (issue 11.11), a
+    word with ``<!--<script>`` kept whole in the report's data (11.10), nothing else in --out."""
+    import os
+
+    import emoflow.models
+    from emoflow import cli
+    from tests.conftest import need_shared
+
+    monkeypatch.setattr(emoflow.models, "set_cpu_threads", lambda *a, **k: None)
+    audio = need_shared("audio", "speech", "three_moods.wav")
+    word = "<!--<script>"
+    t = tmp_path / "t.json"
+    t.write_text(
+        json.dumps(
+            {
+                "chunks": [
+                    {"text": " I", "timestamp": [0.5, 0.7]},
+                    {"text": " said", "timestamp": [0.7, 0.9]},
+                    {"text": f" {word}.", "timestamp": [0.9, 2.4]},
+                ]
+            }
+        )
+    )
+    out = tmp_path / "out"
+    old = os.umask(0o022)
+    try:
+        code = cli.run(
+            ["analyze", str(audio), "--transcript", str(t), "--out", str(out), "--format", "json,html"]
+            + [a for a in replica_args if a]
+        )
+    finally:
+        os.umask(old)
+    err = capsys.readouterr().err
+    assert code == 0, err
+    d = out / audio.stem
+    assert [p.name for p in out.iterdir()] == [audio.stem]
+    assert sorted(p.name for p in d.iterdir()) == ["report.html", "result.json"]
+    assert d.stat().st_mode & 0o777 == 0o755
+    assert {p.stat().st_mode & 0o777 for p in d.iterdir()} == {0o644}
+    html = (d / "report.html").read_text()
+    data = html.split('<script type="application/json" id="emoflow-data">', 1)[1].split("</script>", 1)[0]
+    assert "<" not in data and word in json.loads(data)["sentences"][0]["text"]

@@ -150,3 +150,115 @@ def test_report_audio_of_a_long_recording_encodes(tmp_path):
     r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300)
     assert r.returncode == 0, r.stderr[-500:]
     assert int(r.stdout) > 1_000_000
+
+
+# ---- limits: decoded duration (issue 11.3) and headers that lie (issue 11.5) -------------------
+
+
+def lying_flac(path, seconds: float = 2.0, claimed: int = (1 << 36) - 1):
+    """A small FLAC whose STREAMINFO claims ``claimed`` samples (2^36 - 1: ~50 days at 16 kHz)."""
+    buf = io.BytesIO()
+    sf.write(buf, tone(seconds, 16000), 16000, format="FLAC")
+    b = bytearray(buf.getvalue())
+    assert b[:4] == b"fLaC"
+    # STREAMINFO body from byte 8; bytes 18..25: rate (20 bits), channels-1 (3), bps-1 (5), samples (36)
+    v = int.from_bytes(b[18:26], "big")
+    v = (v & ~((1 << 36) - 1)) | claimed
+    b[18:26] = v.to_bytes(8, "big")
+    path.write_bytes(bytes(b))
+    return path
+
+
+def test_probe_duration_reads_headers_without_decoding(tmp_path, monkeypatch):
+    import emoflow.audio.io as aio
+
+    monkeypatch.setattr(aio, "_resample_blocks", lambda *a, **k: pytest.fail("decoded"))
+    wav = tmp_path / "a.wav"
+    sf.write(wav, tone(2.5, 22050, 2), 22050)
+    ogg = tmp_path / "b.ogg"
+    sf.write(ogg, tone(1.5, 16000), 16000, format="OGG", subtype="VORBIS")
+    assert aio.probe_duration(wav) == pytest.approx(2.5, abs=1e-4)
+    assert aio.probe_duration(str(ogg)) == pytest.approx(1.5, abs=0.01)
+    with open(wav, "rb") as f:
+        assert aio.probe_duration(f) == pytest.approx(2.5, abs=1e-4) and f.tell() == 0  # rewound
+    assert aio.probe_duration((np.zeros(8000, np.float32), 16000)) == 0.5
+    assert aio.probe_duration(aio.Audio(np.zeros(4000, np.float32))) == 0.25
+    text = tmp_path / "c.wav"
+    text.write_text("not audio " * 30)
+    assert aio.probe_duration(text) is None and aio.probe_duration(tmp_path / "missing.wav") is None
+
+
+def test_max_duration_from_the_header_before_decoding(tmp_path, monkeypatch):
+    import emoflow.audio.io as aio
+
+    wav = tmp_path / "long.wav"
+    sf.write(wav, tone(3.0, 8000), 8000)
+    monkeypatch.setattr(aio, "_resample_blocks", lambda *a, **k: pytest.fail("decoded before refusing"))
+    with pytest.raises(AudioError, match=r"long\.wav: the audio is 3\.0 s long, over the limit of 2\.5 s"):
+        aio.load_audio(wav, max_duration=2.5)
+    with pytest.raises(AudioError, match="over the limit of 1 s"):
+        aio.load_audio((tone(1.5, 16000), 16000), max_duration=1)
+    with pytest.raises(AudioError, match="over the limit"):
+        aio.load_audio(aio.Audio(np.zeros(16000 * 2, np.float32)), max_duration=1.5)
+
+
+def test_max_duration_while_decoding_when_the_header_does_not_tell(monkeypatch):
+    import emoflow.audio.io as aio
+
+    seen = []
+
+    def blocks():  # a stream without a length: 7 blocks of 0.5 s at 22.05 kHz, stereo
+        for _ in range(7):
+            seen.append(1)
+            yield np.zeros((11025, 2), np.float32)
+
+    with pytest.raises(
+        AudioError, match=r"stream\.ogg: the audio is longer than that, over the limit of 2 s"
+    ):
+        aio._resample_blocks(blocks(), 22050, None, "stream.ogg", max_duration=2.0)
+    assert len(seen) == 5  # stopped at the first block past the limit, not at the end
+
+
+def test_max_duration_allows_what_fits_and_rejects_bad_limits(tmp_path):
+    from emoflow.errors import ConfigError
+
+    wav = tmp_path / "a.wav"
+    sf.write(wav, tone(2.0, 11025), 11025)
+    assert load_audio(wav, max_duration=2.0).duration == pytest.approx(2.0, abs=1e-3)
+    for bad in (0, -1.0, float("nan"), float("inf"), "10", True):
+        with pytest.raises(ConfigError, match="max duration"):
+            load_audio(wav, max_duration=bad)  # type: ignore[arg-type]
+
+
+def test_a_header_that_lies_about_its_length_is_not_trusted(tmp_path, monkeypatch):
+    """Issue 11.5: a 10 KB FLAC claiming 2^36 samples made load_audio preallocate 256 GiB."""
+    import emoflow.audio.io as aio
+
+    path = lying_flac(tmp_path / "lie.flac")
+    assert sf.info(str(path)).frames == (1 << 36) - 1 and path.stat().st_size < 20_000
+    capacities = []
+    real_buffer = aio._Buffer
+
+    class Spy(real_buffer):  # type: ignore[misc,valid-type]
+        def __init__(self, capacity: int) -> None:
+            capacities.append(capacity)
+            super().__init__(capacity)
+
+    monkeypatch.setattr(aio, "_Buffer", Spy)
+    a = aio.load_audio(path)
+    assert a.duration == pytest.approx(2.0, abs=1e-3)
+    assert capacities and max(capacities) <= aio.PREALLOC_MAX_SAMPLES  # not 2^36 samples
+    assert a.samples.base is None or a.samples.base.size <= a.samples.size + 1024  # trimmed
+    with pytest.raises(AudioError, match=r"lie\.flac: the audio is 4294967\.3 s long, over the limit"):
+        aio.load_audio(path, max_duration=3600)
+
+
+def test_buffer_grows_past_the_preallocation_and_trims(monkeypatch):
+    import emoflow.audio.io as aio
+
+    monkeypatch.setattr(aio, "PREALLOC_MAX_SAMPLES", 3000)
+    x = tone(1.3, 16000)
+    blocks = (x[i : i + 1000, None] for i in range(0, len(x), 1000))
+    out = aio._resample_blocks(blocks, 16000, 10**12, "x")
+    np.testing.assert_array_equal(out, x)
+    assert out.base is None or out.base.size <= out.size + 1024

@@ -158,3 +158,48 @@ def test_pause_adjustment_matches_crisperwhisper_rule():
 def test_pause_adjustment_leaves_touching_words():
     ws = [Word("a", TimeSpan(0, 1)), Word("b", TimeSpan(1, 2))]
     assert adjust_pauses(ws) == ws
+
+
+# ---- hostile transcripts (issue 11.9) ------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("content", "match"),
+    [
+        ('{"chunks": [{"text": " a", "timestamp": [0, NaN]}]}', "finite"),
+        ('{"chunks": [{"text": " a", "timestamp": [Infinity, 1]}]}', "finite"),
+        ('{"chunks": [{"text": " a", "timestamp": [-Infinity, 1]}]}', "finite"),
+        ('{"chunks": [{"text": " a", "timestamp": [0, 1e308]}]}', "beyond any recording"),
+        ('{"words": [{"text": "a", "start": 0, "end": 1e400}]}', "finite"),
+        ('{"chunks": [{"text": " a", "timestamp": [0, 1' + "0" * 400 + "]}]}", "beyond any recording"),
+        ('{"words": [{"text": "a", "start": 0, "end": 1, "probability": NaN}]}', "probability"),
+        (
+            '{"segments": [{"words": [{"word": " a", "start": 0, "end": 1, "probability": 7}]}]}',
+            "probability",
+        ),
+        ('{"chunks": [{"text": " a", "timestamp": [0, ' + "9" * 5000 + "]}]}", "invalid JSON"),
+        ("[" * 100_000 + "]" * 100_000, "nested too deeply"),
+    ],
+    ids=["nan", "inf", "-inf", "1e308", "1e400", "huge-int", "nan-prob", "prob-7", "5000-digits", "deep"],
+)
+def test_hostile_transcripts_are_named_transcript_errors(tmp_path, content, match):
+    p = tmp_path / "hostile.json"
+    p.write_text(content)
+    with pytest.raises(TranscriptError, match=match) as e:
+        read_transcript(p)
+    assert str(p) in str(e.value) and "\n" not in str(e.value)
+
+
+def test_a_word_ending_far_past_the_audio_is_an_error_a_small_overrun_is_repaired():
+    far = chunks((" a", [0.0, 1.0]), (" b", [2.0, 3000.0]))
+    with pytest.raises(TranscriptError, match=r"ends at 3000\.00 s but the audio is only 3\.00 s"):
+        transcript_from_json(far, audio_duration=3.0)
+    near = chunks((" a", [0.0, 1.0]), (" b", [2.0, 3.5]))
+    with pytest.warns(RepairWarning, match="clipped"):
+        t = transcript_from_json(near, audio_duration=3.0)
+    assert t.words[-1].end == 3.0
+
+
+def test_probabilities_keep_rounding_slack():
+    data = {"words": [{"text": "a", "start": 0, "end": 1, "probability": 1.0000001}]}
+    assert transcript_from_json(data).words[0].probability == 1.0

@@ -35,6 +35,8 @@ from emoflow.types import TimeSpan, Transcript, Word
 FILLER_RE = re.compile(r"^\[[^\]\s]+\]$|^<[^>\s]+>$")
 PAUSE_SPLIT_S = 0.12  # CrisperWhisper's split_threshold
 END_TOLERANCE_S = 1.0  # how far past the audio's end the last word may start before it is an error
+FAR_PAST_END_S = 60.0  # a word time this far past the audio's end is not a repairable overrun
+MAX_TIME_S = 1e6  # ~11.6 days: no recording is longer; a larger time is in another unit or garbage
 EXPECTED = (
     'a CrisperWhisper/transformers JSON {"text", "chunks": [{"text", "timestamp": [start, end]}]}, '
     'a faster-whisper JSON {"segments": [{"words": [{"word", "start", "end"}]}]} '
@@ -52,13 +54,37 @@ class RawWord:
     probability: float | None = None
 
 
+def _brief(v: Any) -> str:
+    text = repr(v)
+    return text if len(text) <= 40 else text[:37] + "..."
+
+
 def _time(v: Any, where: str) -> float | None:
     if v is None:
         return None
     if isinstance(v, bool) or not isinstance(v, (int, float)):
-        raise TranscriptError(f"{where}: a time must be a number or null, got {v!r}")
+        raise TranscriptError(f"{where}: a time must be a number or null, got {_brief(v)}")
+    try:
+        f = float(v)
+    except OverflowError:  # an integer beyond any float
+        f = MAX_TIME_S * 2
+    if not math.isfinite(f):
+        raise TranscriptError(f"{where}: a time must be a finite number of seconds, got {_brief(v)}")
+    if f > MAX_TIME_S:
+        raise TranscriptError(
+            f"{where}: time {_brief(v)} s is beyond any recording (more than {MAX_TIME_S:g} s); "
+            "times must be in seconds"
+        )
+    return f if f >= 0 else None
+
+
+def _probability(v: Any, where: str) -> float | None:
+    if isinstance(v, bool) or not isinstance(v, (int, float)):
+        return None
     f = float(v)
-    return f if math.isfinite(f) and f >= 0 else None
+    if not (math.isfinite(f) and -1e-3 <= f <= 1 + 1e-3):  # a little rounding slack
+        raise TranscriptError(f"{where}: a probability must be between 0 and 1, got {_brief(v)}")
+    return min(max(f, 0.0), 1.0)
 
 
 def _text(v: Any, where: str) -> str:
@@ -101,13 +127,12 @@ def _from_segments(segments: Any, name: str) -> list[RawWord]:
             where = f"{name}: segments[{i}].words[{j}]"
             if not isinstance(w, Mapping) or "word" not in w:
                 raise TranscriptError(f"{where} must be an object with 'word', 'start', 'end'")
-            p = w.get("probability")
             out.append(
                 RawWord(
                     _text(w["word"], where),
                     _time(w.get("start"), where),
                     _time(w.get("end"), where),
-                    float(p) if isinstance(p, (int, float)) else None,
+                    _probability(w.get("probability"), where),
                 )
             )
     return out
@@ -121,13 +146,12 @@ def _from_words(words: Any, name: str) -> list[RawWord]:
         where = f"{name}: words[{i}]"
         if not isinstance(w, Mapping) or "text" not in w:
             raise TranscriptError(f"{where} must be an object with 'text', 'start', 'end'")
-        p = w.get("probability")
         out.append(
             RawWord(
                 _text(w["text"], where),
                 _time(w.get("start"), where),
                 _time(w.get("end"), where),
-                float(p) if isinstance(p, (int, float)) else None,
+                _probability(w.get("probability"), where),
             )
         )
     return out
@@ -287,11 +311,16 @@ def repair_words(
     times = _fill_times(cleaned, audio_duration, counts)
     times = _monotonic(times, counts)
     if audio_duration is not None:
-        last_start = float(times[-1, 0])
+        last_start, last_end = float(times[-1, 0]), float(times[:, 1].max())
         if last_start > audio_duration + END_TOLERANCE_S:
             raise TranscriptError(
                 f"{name}: the transcript runs to {last_start:.2f} s but the audio is only "
                 f"{audio_duration:.2f} s "
+                "long; is it the transcript of another recording?"
+            )
+        if last_end > audio_duration + FAR_PAST_END_S:
+            raise TranscriptError(
+                f"{name}: a word ends at {last_end:.2f} s but the audio is only {audio_duration:.2f} s "
                 "long; is it the transcript of another recording?"
             )
         over = times > audio_duration
@@ -334,6 +363,11 @@ def transcript_from_json(
     return Transcript(tuple(words), lang)
 
 
+def _first_line(e: BaseException) -> str:
+    text = str(e).strip()
+    return text.splitlines()[0][:160] if text else type(e).__name__
+
+
 def read_transcript(
     path: str | os.PathLike,
     *,
@@ -356,6 +390,12 @@ def read_transcript(
         raise TranscriptError(
             f"{name}: invalid JSON at line {e.lineno} column {e.colno} ({e.msg}); expected {EXPECTED}"
         ) from e
+    except RecursionError as e:
+        raise TranscriptError(f"{name}: the JSON is nested too deeply; expected {EXPECTED}") from e
+    except ValueError as e:  # e.g. an integer with more digits than Python converts
+        raise TranscriptError(f"{name}: invalid JSON ({_first_line(e)}); expected {EXPECTED}") from e
+    except OSError as e:
+        raise TranscriptError(f"{name}: cannot be read ({e.strerror or e})") from e
     return transcript_from_json(
         data, name=name, audio_duration=audio_duration, drop_fillers=drop_fillers, pause_adjust=pause_adjust
     )

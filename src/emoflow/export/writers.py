@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+from collections.abc import Iterable
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -26,14 +28,39 @@ def expected_files(formats: set[str]) -> list[str]:
     return [f for fmt in formats for f in OUTPUT_FILES[fmt]]
 
 
-def write_outputs(result: Result, directory: Path, formats: set[str]) -> None:
-    unknown = formats - set(OUTPUT_FILES)
-    if unknown:
-        from emoflow.errors import ConfigError
+def parse_formats(formats: str | Iterable[str], *, allow_empty: bool = False) -> list[str]:
+    """Output formats from ``"json,csv"`` or a list, checked: :class:`ConfigError` names unknown ones."""
+    from emoflow.errors import ConfigError
 
+    items = formats.split(",") if isinstance(formats, str) else list(formats)
+    out: list[str] = []
+    for f in (str(x).strip() for x in items):
+        if f and f not in out:
+            out.append(f)
+    unknown = [f for f in out if f not in OUTPUT_FILES]
+    if unknown:
         raise ConfigError(
-            f"unknown output format(s) {', '.join(sorted(unknown))}; choose from {', '.join(OUTPUT_FILES)}"
+            f"unknown output format(s) {', '.join(unknown)}; choose from {', '.join(OUTPUT_FILES)}"
         )
+    if not out and not allow_empty:
+        raise ConfigError(f"no output format given; choose from {', '.join(OUTPUT_FILES)}")
+    return out
+
+
+def save_result(result: Result, directory: str | os.PathLike, formats: Iterable[str]) -> Path:
+    """Write the outputs into ``directory`` atomically: into an emoflow temporary folder beside
+    it, which then replaces ``directory`` in one rename (see :mod:`emoflow.export.files`)."""
+    from emoflow.export.files import atomic_dir
+
+    fmts = set(parse_formats(list(formats), allow_empty=True))
+    with atomic_dir(directory) as tmp:
+        write_outputs(result, tmp, fmts)
+    return Path(directory)
+
+
+def write_outputs(result: Result, directory: Path, formats: set[str]) -> None:
+    # unknown formats: ConfigError before anything is written
+    parse_formats(sorted(formats), allow_empty=True)
     d = Path(directory)
     if "json" in formats:
         (d / "result.json").write_text(result.to_json(), encoding="utf-8")

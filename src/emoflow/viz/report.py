@@ -37,8 +37,15 @@ def _audio_data_uri(samples: np.ndarray | None) -> str | None:
     return "data:audio/ogg;base64," + base64.b64encode(buf.getvalue()).decode("ascii")
 
 
+# Inside <script> the HTML parser, not JSON, decides where the script ends: "</script>",
+# "<!--" and "<script" in a word all change how it reads on. JSON may write any character
+# as \uXXXX, so writing <, > and & that way leaves nothing for the HTML parser to see.
+_SCRIPT_ESCAPES = str.maketrans({"<": "\\u003c", ">": "\\u003e", "&": "\\u0026"})
+
+
 def _script_json(data: Any) -> str:
-    return json.dumps(data, ensure_ascii=False).replace("</", "<\\/")
+    """JSON that is safe inside a ``<script>`` element (``JSON.parse`` of its text gives ``data``)."""
+    return json.dumps(data, ensure_ascii=False).translate(_SCRIPT_ESCAPES)
 
 
 def report_data(result: Result) -> dict[str, Any]:
