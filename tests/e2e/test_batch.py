@@ -100,6 +100,8 @@ def test_ray_engine_matches_the_local_engine(tmp_path, models):
     r1 = run_cli("batch", str(d), "--out", str(tmp_path / "local"), *models)
     r2 = run_cli("batch", str(d), "--out", str(tmp_path / "ray"), "--engine", "ray", *models, timeout=600)
     assert r1.returncode == 0 and r2.returncode == 0, r2.stderr[-2000:]
+    assert "3 analysed, 0 already complete, 0 failed of 3" in r2.stderr
+    assert not [p.name for p in (tmp_path / "ray").iterdir() if p.name.startswith(".")]  # no lock, no temps
     for name in ("three_moods", "stereo_44k", "interview"):
         a = json.loads((tmp_path / "local" / name / "result.json").read_text())
         b = json.loads((tmp_path / "ray" / name / "result.json").read_text())

@@ -69,3 +69,31 @@ def test_unreachable_ray_address_fails_at_once():
         _check_reachable("127.0.0.1:1")
     assert time.perf_counter() - t0 < 6
     _check_reachable(None)  # local: nothing to check
+
+
+def names_for(root, *rels):
+    for r in rels:
+        touch(root / r)
+    return {i.path.relative_to(root).as_posix(): i.name for i in discover(root)}
+
+
+def test_inputs_that_share_a_stem_get_outputs_of_their_own(tmp_path):
+    # issue 11.2: a.wav + a.flac, and x/y.wav + x__y.wav (+ y.wav), used to get one output folder
+    names = names_for(tmp_path / "c", "a.wav", "a.flac", "x/y.wav", "x__y.wav", "y.wav", "b.wav")
+    assert names["a.wav"] == "a.wav" and names["a.flac"] == "a.flac"
+    assert names["y.wav"] == "y" and names["b.wav"] == "b"
+    assert names["x/y.wav"].startswith("x__y-") and names["x__y.wav"].startswith("x__y-")
+    assert len({n.casefold() for n in names.values()}) == len(names) == 6
+    # the same names on every run over the same files (a resumed run finds its outputs)
+    assert names_for(tmp_path / "c") == names
+
+
+def test_names_differ_by_more_than_case_and_never_take_emoflows_own(tmp_path):
+    names = names_for(tmp_path / "c", "Talk.wav", "talk.wav", "index.jsonl.wav", "...wav", ".h.wav")
+    assert len({n.casefold() for n in names.values()}) == 5
+    assert names["index.jsonl.wav"] != "index.jsonl"
+    assert names["...wav"] not in ("..", ".")
+    assert names[".h.wav"] == ".h"
+    touch(tmp_path / "d" / ".emoflow-lock.wav")
+    with pytest.raises(InputError, match="emoflow-lock.wav: cannot give an output folder"):
+        discover(tmp_path / "d")
