@@ -39,7 +39,9 @@ def pipeline(config):
 
 
 def client(pipeline, tmp_path, **kw) -> TestClient:
-    return TestClient(create_app(pipeline, ServiceSettings(store=tmp_path / "store", **kw)))
+    # a name the server answers to (the Host-header check refuses TestClient's default "testserver")
+    app = create_app(pipeline, ServiceSettings(store=tmp_path / "store", **kw))
+    return TestClient(app, base_url="http://localhost")
 
 
 def wav_bytes(seconds: float = 2.0) -> bytes:
@@ -80,9 +82,11 @@ def test_full_cycle(pipeline, tmp_path):
         assert report.status_code == 200 and "<audio" in report.text
         csv = c.get(f"/v1/analyses/{job['id']}/files/sentences.csv")
         assert csv.status_code == 200 and csv.text.startswith("index,")
-        # the upload's name never reached the file system; only the fixed layout exists
+        # the upload's name never reached the file system; only the fixed layout exists (the
+        # uploads themselves are gone once analysed)
         stored = sorted(p.name for p in (tmp_path / "store" / job["id"]).iterdir())
-        assert stored == ["result"]
+        assert stored == ["job.json", "result"]
+        assert body["result"]["source"]["path"] is None and str(tmp_path) not in json.dumps(body)
         assert not list((tmp_path / "store").rglob("passwd*"))
         assert c.delete(f"/v1/analyses/{job['id']}").status_code == 204
         assert c.get(f"/v1/analyses/{job['id']}").status_code == 404
