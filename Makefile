@@ -8,7 +8,7 @@ TORCH  ?= torch==2.13.0
 BIN     = $(VENV)/bin
 OUT    ?= out
 
-.PHONY: install demo demo-offline test lint typecheck pytest bench clean
+.PHONY: install demo demo-offline test test-fast lint typecheck pytest bench clean
 
 $(BIN)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -40,6 +40,10 @@ pytest: install
 	$(BIN)/pytest -q
 
 test: lint typecheck pytest
+
+# the inner loop: unit and integration tests without the slow (real-model / end-to-end) ones
+test-fast: install
+	$(BIN)/pytest -q -m "not slow" tests/unit tests/integration
 
 bench: install
 	$(BIN)/python benchmarks/bench_alignment.py
