@@ -213,3 +213,58 @@ def test_feature_info_keys_the_cache_by_the_weights(replicas, tmp_path):
     again = feature_info(Pipeline(config))
     assert again["text_model"]["revision"] != info["text_model"]["revision"]
     assert settings_hash(again) != settings_hash(info)
+
+
+def test_concurrent_vad_calls_restore_the_callers_thread_count():
+    """Silero VAD runs on one thread and restores the count after; two detectors at once must not
+    leave the process on one thread (the count is process-wide)."""
+    import threading
+
+    import numpy as np
+    import torch
+
+    from emoflow.audio.vad import SpeechDetector
+
+    before = torch.get_num_threads()
+    torch.set_num_threads(2)
+    try:
+        rng = np.random.default_rng(0)
+        audio = (0.1 * rng.standard_normal(16000 * 2)).astype(np.float32)
+        detectors = [SpeechDetector(), SpeechDetector()]
+        start = threading.Barrier(2, timeout=60)
+        errors: list[BaseException] = []
+
+        def work(det: SpeechDetector) -> None:
+            try:
+                start.wait()
+                for _ in range(5):
+                    det(audio)
+            except BaseException as e:
+                errors.append(e)
+
+        threads = [threading.Thread(target=work, args=(d,)) for d in detectors]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join(timeout=120)
+        assert not errors and not any(t.is_alive() for t in threads)
+        assert torch.get_num_threads() == 2
+    finally:
+        torch.set_num_threads(before)
+
+
+def test_loading_the_vad_keeps_the_callers_thread_count():
+    """Importing silero_vad calls torch.set_num_threads(1) for the whole process: after the CLI
+    set its policy, every later model ran on one core. A fresh process, since the import's side
+    effect happens once per process; a caller count other than 1, so it cannot coincide."""
+    import subprocess
+
+    code = (
+        "import torch; torch.set_num_threads(3)\n"
+        "from emoflow.audio.vad import SpeechDetector\n"
+        "SpeechDetector()\n"
+        "print(torch.get_num_threads())\n"
+    )
+    r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300)
+    assert r.returncode == 0, r.stderr
+    assert r.stdout.split()[-1] == "3"

@@ -20,6 +20,9 @@ from emoflow.types import TimeSpan
 log = logging.getLogger(__name__)
 
 
+_THREADS_LOCK = threading.Lock()
+
+
 @dataclass(frozen=True)
 class VadConfig:
     threshold: float = 0.5
@@ -34,9 +37,15 @@ class SpeechDetector:
     def __init__(self, config: VadConfig | None = None, model: Any = None) -> None:
         self.config = config or VadConfig()
         if model is None:
-            from silero_vad import load_silero_vad
+            import torch
 
-            model = load_silero_vad()
+            threads = torch.get_num_threads()
+            try:  # importing silero_vad calls torch.set_num_threads(1) for the whole process
+                from silero_vad import load_silero_vad
+
+                model = load_silero_vad()
+            finally:
+                torch.set_num_threads(threads)  # loading a model never changes the caller's policy
         self.model = model
         self._lock = threading.Lock()  # the JIT model keeps recurrent state: one caller at a time
 
@@ -49,8 +58,10 @@ class SpeechDetector:
         if len(samples) == 0:
             return []
         c = self.config
-        threads = torch.get_num_threads()
-        with self._lock, torch.inference_mode():
+        # one VAD call at a time in the process: the thread count is process-wide, so it is read,
+        # lowered and restored under one lock (two calls interleaving would leave it at 1)
+        with _THREADS_LOCK, self._lock, torch.inference_mode():
+            threads = torch.get_num_threads()
             # thousands of tiny calls (one per 32 ms): one thread is faster, and much faster when the
             # cores are shared (OpenMP threads spin-wait on every call)
             torch.set_num_threads(1)
