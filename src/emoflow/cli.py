@@ -415,11 +415,14 @@ def _analysis_config(
 
 
 def _check_output_names(audio: list[Path], out: Path) -> None:
-    """Refuse, before any work, inputs that would write the same output folder."""
+    """Refuse, before any work, inputs that would write the same output folder, and output
+    folders that already hold something that is not an emoflow result."""
+    from emoflow.export.writers import check_replaceable
     from emoflow.pipeline import output_dir_for
 
     seen: dict[str, Path] = {}
     for path in audio:
+        check_replaceable(output_dir_for(out, path))
         key = output_dir_for(out, path).name.casefold()  # one folder on case-insensitive disks too
         if key in seen:
             first = seen[key]

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import zipfile
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from importlib import resources
@@ -195,8 +196,13 @@ class Result:
             data = json.loads((d / "result.json").read_text(encoding="utf-8"))
         except (UnicodeDecodeError, json.JSONDecodeError) as e:
             raise InputError(f"{d / 'result.json'}: not valid JSON ({e})") from None
-        with np.load(d / EMBEDDINGS_FILE) as z:
-            arrays = {k: z[k] for k in z.files}
+        try:
+            with np.load(d / EMBEDDINGS_FILE) as z:
+                arrays = {k: z[k] for k in z.files}
+        except (OSError, ValueError, EOFError, zipfile.BadZipFile) as e:
+            raise InputError(
+                f"{d / EMBEDDINGS_FILE}: not readable arrays ({type(e).__name__}: {e})"
+            ) from None
         try:
             return cls.from_dict(data, arrays)
         except (KeyError, TypeError, ValueError) as e:

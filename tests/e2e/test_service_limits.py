@@ -376,6 +376,10 @@ def test_bad_files_are_4xx_before_queueing(pipeline, tmp_path):
         nested = post(c, wav_bytes(), transcript=b"[" * 100_000 + b"]" * 100_000)
         assert nested.status_code == 422 and "nested" in nested.json()["detail"]
         assert post(c, wav_bytes(), transcript=b"NaN").status_code == 422
+        for t in (1e400, 3e307):  # overflowing / absurd word times: 422 now, not a failed job later
+            body = b'{"chunks": [{"text": " hi", "timestamp": [0.0, %s]}]}' % str(t).encode()
+            r = post(c, wav_bytes(), transcript=body)
+            assert r.status_code == 422 and "transcript" in r.json()["detail"], r.text
         nan = post(c, wav_bytes(subtype="FLOAT", nan_at=20_000), transcript=None)
         assert nan.status_code == 422 and "NaN" in nan.json()["detail"]
         # 44 min of audio at the smallest hop: more timeline windows than allowed, said at upload

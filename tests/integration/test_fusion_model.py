@@ -155,6 +155,9 @@ def test_broken_or_foreign_checkpoints_are_model_errors(tmp_path):
     (d / "model.pt").write_bytes(b"not a checkpoint")
     with pytest.raises(ModelError, match="unreadable"):
         FusionClassifier.load(d)
+    torch.save([1, 2, 3], d / "model.pt")  # a readable file that holds no state dict
+    with pytest.raises(ModelError, match="holds no weights"):
+        FusionClassifier.load(d)
 
 
 def test_label_init_of_the_wrong_shape_is_refused():

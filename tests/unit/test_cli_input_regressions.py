@@ -119,6 +119,16 @@ def test_inputs_with_the_same_name_are_refused_before_any_work(capsys, tmp_path,
     assert code == 2 and "given twice" in one_error_line(err)
 
 
+def test_a_users_folder_with_a_recordings_name_is_never_replaced(capsys, tmp_path, no_models):
+    a = wav(tmp_path / "notes.wav")
+    mine = tmp_path / "out" / "notes"
+    mine.mkdir(parents=True)
+    (mine / "todo.txt").write_text("mine")
+    code, _, err = emoflow(capsys, "analyze", a, "--out", tmp_path / "out")
+    assert code == 3 and str(mine) in one_error_line(err) and "todo.txt" in one_error_line(err)
+    assert (mine / "todo.txt").read_text() == "mine" and [p.name for p in mine.iterdir()] == ["todo.txt"]
+
+
 # ---- 11.4 / 11.9: option values are usage errors (exit 2), before models -----------------------
 
 
@@ -259,7 +269,7 @@ def test_analyze_removes_only_its_own_stale_temporaries(capsys, tmp_path, monkey
     stale_file = out / f"{files.TEMP_MARK}{tag}.{dead}.x8d7f6.index.jsonl.tmp"
     live = out / f"{files.TEMP_MARK}{tag}.{os.getpid()}.q1w2e3.talk"  # a run in progress
     other_host = out / f"{files.TEMP_MARK}00000000.{dead}.a1b2c3.talk"
-    users = [out / ".git", out / ".talk.abc123", out / ".emoflow-notes", out / "talk"]
+    users = [out / ".git", out / ".talk.abc123", out / ".emoflow-notes", out / "talks"]
     for d in (stale_dir, live, other_host, *users):
         d.mkdir(parents=True)
         (d / "x").write_text("x")
@@ -294,18 +304,27 @@ def test_outputs_honour_the_umask(tmp_path, umask):
     assert sorted(p.name for p in tmp_path.iterdir()) == ["a.txt", "b.npz", "plain", "plain.txt", "result"]
 
 
-def test_save_result_replaces_a_folder_and_refuses_a_file(tmp_path):
+def test_save_result_replaces_only_its_own_results_and_refuses_a_file(tmp_path):
+    from emoflow.errors import InputError
     from emoflow.export.writers import save_result
 
     d = tmp_path / "r"
     d.mkdir()
-    (d / "old.txt").write_text("old")
+    (d / "result.json").write_text("{}")  # a previous result: replaced
+    (d / "report.html").write_text("old")
     assert save_result(object(), d, []) == d and list(d.iterdir()) == []  # type: ignore[arg-type]
+    mine = tmp_path / "notes"  # a user's folder that shares a recording's name: never replaced
+    mine.mkdir()
+    (mine / "todo.txt").write_text("mine")
+    (mine / "result.json").write_text("{}")
+    with pytest.raises(InputError, match=r"holds files emoflow did not write \(todo.txt\)"):
+        save_result(object(), mine, [])  # type: ignore[arg-type]
+    assert sorted(p.name for p in mine.iterdir()) == ["result.json", "todo.txt"]
     f = tmp_path / "f"
     f.write_text("mine")
     with pytest.raises(ConfigError, match="not a folder"):
         save_result(object(), f, [])  # type: ignore[arg-type]
-    assert f.read_text() == "mine" and sorted(p.name for p in tmp_path.iterdir()) == ["f", "r"]
+    assert f.read_text() == "mine" and sorted(p.name for p in tmp_path.iterdir()) == ["f", "notes", "r"]
 
 
 def test_serve_on_a_busy_port_fails_before_loading_models(capsys, monkeypatch):

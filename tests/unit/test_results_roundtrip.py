@@ -177,6 +177,9 @@ def test_result_save_and_load(tmp_path):
     back = Result.load(tmp_path / "out")
     assert_same(back, r)
     assert back.transcript == r.transcript and back.sentences[0].sentence == r.sentences[0].sentence
+    (tmp_path / "out" / "embeddings.npz").write_bytes(b"PK\x03\x04 not a zip")  # corrupt arrays
+    with pytest.raises(InputError, match="embeddings.npz: not readable"):
+        Result.load(tmp_path / "out")
     (tmp_path / "out" / "embeddings.npz").unlink()
     with pytest.raises(InputError, match="embeddings.npz"):
         Result.load(tmp_path / "out")

@@ -47,12 +47,34 @@ def parse_formats(formats: str | Iterable[str], *, allow_empty: bool = False) ->
     return out
 
 
+def check_replaceable(directory: str | os.PathLike) -> None:
+    """:class:`InputError` when ``directory`` exists and holds anything emoflow's outputs do not
+    (a user's own folder that happens to share a recording's name): only a previous result, or
+    an empty folder, is ever replaced."""
+    from emoflow.errors import InputError
+    from emoflow.export.files import is_temporary
+
+    d = Path(directory)
+    if not d.is_dir():
+        return
+    ours = {name for names in OUTPUT_FILES.values() for name in names}
+    foreign = sorted(p.name for p in d.iterdir() if p.name not in ours and not is_temporary(p))
+    if foreign:
+        shown = ", ".join(foreign[:3]) + (", ..." if len(foreign) > 3 else "")
+        raise InputError(
+            f"{d}: exists and holds files emoflow did not write ({shown}); "
+            "move them or choose another --out (emoflow only replaces its own results)"
+        )
+
+
 def save_result(result: Result, directory: str | os.PathLike, formats: Iterable[str]) -> Path:
     """Write the outputs into ``directory`` atomically: into an emoflow temporary folder beside
-    it, which then replaces ``directory`` in one rename (see :mod:`emoflow.export.files`)."""
+    it, which then replaces ``directory`` in one rename (see :mod:`emoflow.export.files`).
+    A folder there that holds anything but emoflow's outputs is refused, never replaced."""
     from emoflow.export.files import atomic_dir
 
     fmts = set(parse_formats(list(formats), allow_empty=True))
+    check_replaceable(directory)
     with atomic_dir(directory) as tmp:
         write_outputs(result, tmp, fmts)
     return Path(directory)

@@ -242,6 +242,8 @@ class FusionClassifier:
             EOFError,
         ) as e:
             raise ModelError(f"{d}: unreadable fusion model ({type(e).__name__}: {e}); {retrain}") from None
+        if not isinstance(state, dict):
+            raise ModelError(f"{d}: model.pt holds no weights of a fusion model; {retrain}")
         version = meta.get("checkpoint_version") if isinstance(meta, dict) else None
         if not isinstance(version, int) or not isinstance(meta.get("model"), dict):
             raise ModelError(f"{d}: config.json is not a fusion model's; {retrain}")

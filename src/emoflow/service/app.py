@@ -41,6 +41,7 @@ from fastapi import FastAPI, File, Form, HTTPException, Request, UploadFile
 from fastapi.responses import FileResponse, HTMLResponse, JSONResponse, Response
 
 from emoflow.errors import ConfigError, EmoflowError
+from emoflow.export.files import remove_stale_temporaries
 from emoflow.export.writers import OUTPUT_FILES
 
 log = logging.getLogger(__name__)
@@ -281,8 +282,7 @@ class Store:
             if job.status == "failed":
                 for name in UPLOADS:
                     (d / name).unlink(missing_ok=True)
-            for p in d.glob(".result.*"):  # a result save the restart interrupted (Result.save)
-                shutil.rmtree(p, ignore_errors=True)
+            remove_stale_temporaries(d)  # a result save the restart interrupted
             self._persist(job)
             self.jobs[job.id] = job
         if self.jobs:
@@ -704,6 +704,12 @@ def _check_transcript(data: bytes) -> None:
         raise HTTPException(422, "the transcript is not valid JSON") from None
     if not isinstance(parsed, (dict, list)):
         raise HTTPException(422, "the transcript must be a JSON object or list")
+    from emoflow.asr.transcript_io import raw_words_from_json
+
+    try:  # word times and probabilities (NaN, 1e400, 1e308 ...) are checked now, not in the job
+        raw_words_from_json(parsed, "transcript")
+    except EmoflowError as e:
+        raise HTTPException(422, str(e)) from None
 
 
 def _no_constant(name: str) -> Any:
