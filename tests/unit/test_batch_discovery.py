@@ -67,7 +67,7 @@ def test_unreachable_ray_address_fails_at_once():
     t0 = time.perf_counter()
     with pytest.raises(ConfigError, match="no Ray cluster answers at 127.0.0.1:1"):
         _check_reachable("127.0.0.1:1")
-    assert time.perf_counter() - t0 < 6
+    assert time.perf_counter() - t0 < 30  # refused at once; generous for a loaded CI machine
     _check_reachable(None)  # local: nothing to check
 
 
@@ -97,3 +97,25 @@ def test_names_differ_by_more_than_case_and_never_take_emoflows_own(tmp_path):
     touch(tmp_path / "d" / ".emoflow-lock.wav")
     with pytest.raises(InputError, match="emoflow-lock.wav: cannot give an output folder"):
         discover(tmp_path / "d")
+
+
+def test_a_folder_follows_symlinked_folders_each_real_folder_once(tmp_path):
+    # `batch DIR` used Path.rglob, which does not enter linked folders: their audio was missed
+    corpus = tmp_path / "corpus"
+    a = touch(corpus / "real" / "a.wav")
+    touch(tmp_path / "elsewhere" / "b.flac")
+    touch(tmp_path / "single.wav")
+    try:
+        (corpus / "linked").symlink_to(tmp_path / "elsewhere", target_is_directory=True)
+        (corpus / "loop").symlink_to(corpus, target_is_directory=True)  # back to an ancestor
+        (corpus / "twice").symlink_to(corpus / "real", target_is_directory=True)  # a second way in
+        (corpus / "one.wav").symlink_to(tmp_path / "single.wav")  # a linked file
+        (corpus / "dangling.wav").symlink_to(tmp_path / "missing.wav")
+    except (OSError, NotImplementedError):
+        pytest.skip("cannot make symlinks here")
+    items = discover(corpus)
+    rels = [i.path.relative_to(corpus).as_posix() for i in items]
+    assert rels == ["linked/b.flac", "one.wav", "real/a.wav"]  # each file once, no loop
+    assert [i.name for i in items] == ["b", "one", "a"]
+    assert items[2].path == a
+    assert discover(corpus) == items  # the same names on every run

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+import logging
+import selectors
 import subprocess
 import sys
 import textwrap
@@ -133,6 +135,16 @@ HOLD = textwrap.dedent(
 )
 
 
+def read_line(proc: subprocess.Popen, timeout_s: float) -> str:
+    """The next line of ``proc``'s stdout; fails the test (instead of hanging) after ``timeout_s``."""
+    assert proc.stdout is not None
+    with selectors.DefaultSelector() as sel:
+        sel.register(proc.stdout, selectors.EVENT_READ)
+        if not sel.select(timeout_s):
+            pytest.fail(f"no line from the helper process within {timeout_s:g} s")
+    return proc.stdout.readline().strip()
+
+
 def test_a_second_batch_into_the_same_folder_is_refused_at_once(tmp_path):
     # issue 11.11: two batches on one --out duplicated work and could replace an index record with a stub
     corpus, out = tmp_path / "corpus", tmp_path / "out"
@@ -142,15 +154,21 @@ def test_a_second_batch_into_the_same_folder_is_refused_at_once(tmp_path):
         [sys.executable, "-c", HOLD, str(out)], stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True
     )
     try:
-        assert holder.stdout is not None and holder.stdout.readline().strip() == "locked"
+        assert read_line(holder, timeout_s=120) == "locked"
         pipe = FakePipeline()
         t0 = time.monotonic()
         with pytest.raises(InputError, match=rf"{out}: another emoflow batch \(pid {holder.pid}\)"):
             run_batch(discover(corpus), out, pipe, formats=FORMATS)
-        assert time.monotonic() - t0 < 5 and pipe.calls == []
+        # refused, not queued behind the holder (which waits for us); generous for a loaded CI
+        assert time.monotonic() - t0 < 60 and pipe.calls == []
         assert not (out / "index.jsonl").exists()
     finally:
-        holder.communicate("\n", timeout=60)
+        try:
+            holder.communicate("\n", timeout=60)
+        except subprocess.TimeoutExpired:
+            holder.kill()
+            holder.communicate()
+            raise
     assert holder.returncode == 0
     assert not (out / LOCK).exists()  # released and removed
     s = run_batch(discover(corpus), out, FakePipeline(), formats=FORMATS)
@@ -242,6 +260,229 @@ def test_ray_start_up_is_bounded(monkeypatch):
     try:
         with pytest.raises(ConfigError, match="could not start a local Ray instance within 0.5 s"):
             engine.start_ray(None, timeout_s=0.5)
-        assert time.monotonic() - t0 < 10
+        assert time.monotonic() - t0 < 45  # the start gave up, not waited for ray.init (60 s)
     finally:
         release.set()
+
+
+# ---- corpus tables: this run's inputs only (every `ok` line of the index counted renamed inputs twice)
+
+
+class CsvPipeline(FakePipeline):
+    """Also writes sentences.csv and timeline.csv (one row each, naming the input)."""
+
+    def analyze(self, path: Path) -> SimpleNamespace:
+        import pandas as pd
+
+        result = super().analyze(path)
+        result.sentences_frame = lambda: pd.DataFrame({"text": [Path(path).name], "start": [0.0]})
+        result.timeline_frame = lambda: pd.DataFrame({"time": [0.0], "joy": [0.5]})
+        return result
+
+
+CSV = ["json", "csv"]
+
+
+def table_recordings(out: Path) -> dict[str, list[str]]:
+    import pandas as pd
+
+    return {t: sorted(pd.read_parquet(out / f"{t}.parquet")["recording"]) for t in ("sentences", "timeline")}
+
+
+def test_corpus_tables_count_a_renamed_input_once(tmp_path):
+    corpus, out = tmp_path / "corpus", tmp_path / "out"
+    audio(corpus / "s1" / "talk.wav", b"first")
+    s = run_batch(discover(corpus), out, CsvPipeline(), formats=CSV)
+    assert s.done == 1 and table_recordings(out)["sentences"] == ["talk"]
+    audio(corpus / "s2" / "talk.wav", b"second")  # clashes: s1/talk.wav is now s1__talk
+    items = discover(corpus)
+    assert [i.name for i in items] == ["s1__talk", "s2__talk"]
+    pipe = CsvPipeline()
+    s = run_batch(items, out, pipe, formats=CSV)
+    assert (s.done, s.skipped) == (2, 0) and len(pipe.calls) == 2  # analysed again under its new name
+    # the old folder and its index line stay; the tables hold each input once
+    assert (out / "talk").is_dir() and read_index(out)["talk"]["status"] == "ok"
+    assert table_recordings(out) == {"sentences": ["s1__talk", "s2__talk"]} | {
+        "timeline": ["s1__talk", "s2__talk"]
+    }
+    s = run_batch(discover(corpus), out, CsvPipeline(), formats=CSV)  # resumed: skipped ones count
+    assert s.skipped == 2 and table_recordings(out)["sentences"] == ["s1__talk", "s2__talk"]
+
+
+def test_corpus_tables_hold_only_the_inputs_of_this_run(tmp_path):
+    out = tmp_path / "out"
+    audio(tmp_path / "a" / "one.wav", b"one")
+    audio(tmp_path / "b" / "two.wav", b"two")
+    audio(tmp_path / "b" / "bad.wav", b"bad")
+    run_batch(discover(tmp_path / "a"), out, CsvPipeline(), formats=CSV)
+
+    class FailsBad(CsvPipeline):
+        def analyze(self, path: Path) -> SimpleNamespace:
+            if Path(path).stem == "bad":
+                raise InputError(f"{path}: not a readable audio file")
+            return super().analyze(path)
+
+    s = run_batch(discover(tmp_path / "b"), out, FailsBad(), formats=CSV)
+    assert s.done == 1 and len(s.failed) == 1
+    assert table_recordings(out)["sentences"] == ["two"]  # not `one` (another run's), not `bad`
+    # a run in which none of its inputs succeeds leaves no table that describes other inputs
+    audio(tmp_path / "c" / "bad.wav", b"bad")
+    s = run_batch(discover(tmp_path / "c"), out, FailsBad(), formats=CSV)
+    assert len(s.failed) == 1
+    assert not (out / "sentences.parquet").exists() and not (out / "timeline.parquet").exists()
+
+
+def test_a_new_file_taking_an_earlier_files_output_name_refuses_the_run(tmp_path):
+    # what docs/scaling.md says: such a rename cannot analyse the new file into the old folder
+    corpus, out = tmp_path / "corpus", tmp_path / "out"
+    audio(corpus / "s1" / "talk.wav", b"first")
+    run_batch(discover(corpus), out, CsvPipeline(), formats=CSV)
+    audio(corpus / "talk.wav", b"another")
+    assert [i.name for i in discover(corpus)] == ["s1__talk", "talk"]
+    pipe = CsvPipeline()
+    with pytest.raises(InputError, match=r"talk holds the analysis of .*s1.talk\.wav, not of "):
+        run_batch(discover(corpus), out, pipe, formats=CSV)
+    assert pipe.calls == []
+
+
+def test_the_ray_driver_builds_the_corpus_tables_from_this_runs_inputs(tmp_path, monkeypatch):
+    pytest.importorskip("ray", reason="needs emoflow[ray]")
+    from emoflow.batch import ray as engine
+    from emoflow.batch.local import _append, record_for, save_output
+    from emoflow.config import PipelineConfig
+
+    corpus, out = tmp_path / "corpus", tmp_path / "out"
+    audio(corpus / "s1" / "talk.wav", b"first")
+    run_batch(discover(corpus), out, CsvPipeline(), formats=CSV)  # `talk`, then renamed
+    audio(corpus / "s2" / "talk.wav", b"second")
+
+    def pipeline(ray, todo, out, config, formats, concurrency, summary, *rest):
+        # what the stages and the driver's on_row do, without a cluster
+        done = next((a for a in rest if isinstance(a, list)), [])  # where the driver collects names
+        for item in todo:
+            result = CsvPipeline().analyze(item.path)
+            save_output(result, out, item.name, formats)
+            _append(out / "index.jsonl", record_for(item, "ok", 0.1, result=result))
+            summary.done += 1
+            done.append(item.name)
+
+    monkeypatch.setattr(engine, "start_ray", lambda *a, **k: lambda: None)
+    monkeypatch.setattr(engine, "_run_pipeline", pipeline)
+    monkeypatch.setattr("ray.is_initialized", lambda: False)
+    s = engine.run_batch_ray(discover(corpus), out, PipelineConfig(), formats=CSV)
+    assert s.done == 2 and read_index(out)["talk"]["status"] == "ok"
+    assert table_recordings(out)["sentences"] == ["s1__talk", "s2__talk"]
+
+
+# ---- Ray watchdog: a private API it cannot read must not leave the batch unbounded -----------------
+
+
+def never_a_row(stop_after_s: float = 60.0):
+    """Rows that never come (a stalled pipeline); ends after ``stop_after_s`` so that a watchdog
+    that never fires fails the test instead of hanging it. Polls, so the row thread can be stopped."""
+    deadline = time.monotonic() + stop_after_s
+    while time.monotonic() < deadline:
+        time.sleep(0.02)
+    return
+    yield
+
+
+@pytest.fixture
+def fake_ray_job(monkeypatch):
+    ray = pytest.importorskip("ray", reason="needs emoflow[ray]")
+    monkeypatch.setattr(ray, "get_runtime_context", lambda: SimpleNamespace(get_job_id=lambda: "01000000"))
+
+    def table(value):
+        def actors():
+            if isinstance(value, Exception):
+                raise value
+            return value
+
+        monkeypatch.setattr("ray._private.state.actors", actors)
+
+    return table
+
+
+def rows_thread_gone() -> bool:
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline:
+        if not [t for t in threading.enumerate() if t.name == "emoflow-ray-rows"]:
+            return True
+        time.sleep(0.05)
+    return False
+
+
+@pytest.mark.parametrize(
+    ("table", "reason"),
+    [
+        (AttributeError("module 'ray._private.state' has no attribute 'actors'"), "failed"),
+        (None, "returned a NoneType"),
+        ({"a1": {"ActorClassName": "DecodeStage"}}, "without State or JobID"),
+        ({}, "lists no actor of this job"),  # readable, but never shows the batch's own actors
+    ],
+)
+def test_a_watchdog_that_cannot_see_the_actors_warns_once_and_bounds_the_wait(
+    fake_ray_job, caplog, table, reason
+):
+    from emoflow.batch.ray import consume
+
+    fake_ray_job(table)
+    t0 = time.monotonic()
+    stalled = rf"stalled: no recording finished for 1 s .*{reason}"
+    with (
+        caplog.at_level(logging.WARNING, logger="emoflow.batch.ray"),
+        pytest.raises(ConfigError, match=stalled),
+    ):
+        consume(
+            never_a_row(),
+            lambda r: None,
+            pending_timeout_s=0.3,
+            blind_stall_timeout_s=1,
+            poll_s=0.02,
+            check_every_s=0.05,
+        )
+    assert time.monotonic() - t0 < 50
+    warnings = [r.getMessage() for r in caplog.records if "cannot see which actors" in r.getMessage()]
+    assert len(warnings) == 1 and reason in warnings[0]  # visible, once (though checked many times)
+    assert rows_thread_gone()
+
+
+def test_a_watchdog_that_sees_the_actors_never_stops_a_slow_healthy_batch(fake_ray_job, caplog):
+    # the blind fallback must not apply while the table is readable: long recordings are fine
+    from emoflow.batch.ray import consume
+
+    fake_ray_job({"a1": {"ActorClassName": "AudioStage", "JobID": "01000000", "State": "ALIVE", "Pid": 7}})
+
+    def slow_rows():
+        for i in range(3):
+            time.sleep(0.5)  # longer than the blind bound below
+            yield {"name": str(i)}
+
+    got: list[dict] = []
+    with caplog.at_level(logging.WARNING, logger="emoflow.batch.ray"):
+        consume(
+            slow_rows(),
+            got.append,
+            pending_timeout_s=0.1,
+            blind_stall_timeout_s=0.2,
+            poll_s=0.02,
+            check_every_s=0.02,
+        )
+    assert [r["name"] for r in got] == ["0", "1", "2"]
+    assert not [r for r in caplog.records if "cannot see" in r.getMessage()]
+
+
+def test_a_given_stall_timeout_is_kept_when_the_watchdog_is_blind(fake_ray_job):
+    from emoflow.batch.ray import consume
+
+    fake_ray_job(RuntimeError("gone"))
+    with pytest.raises(ConfigError, match=r"no recording finished for 0.5 s .*RuntimeError: gone"):
+        consume(
+            never_a_row(),
+            lambda r: None,
+            stall_timeout_s=0.5,
+            blind_stall_timeout_s=3600,
+            poll_s=0.02,
+            check_every_s=0.05,
+        )
+    assert rows_thread_gone()

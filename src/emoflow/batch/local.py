@@ -8,12 +8,15 @@ loses at most the recording in flight: on restart (``--resume``, the default) re
 whose outputs are complete are skipped, partial ones are redone. One bad file never stops
 the batch. At the end the index is compacted (one line per recording, the latest) and
 the corpus tables ``DIR/sentences.parquet`` and ``DIR/timeline.parquet`` are rebuilt
-from every successful recording.
+from this run's inputs that are complete (analysed now or skipped as already done): an
+output folder left from another input list (e.g. under a name a later run gave to another
+file) stays in ``DIR`` and in the index, but not in the tables.
 
 Every input gets its own output folder (names never collide, not even by case), the same
 one on every run over the same inputs. A run holds a lock on ``DIR`` (``DIR/.emoflow-lock``):
 a second batch into the same folder is refused at once. Only emoflow's own temporaries
-(``.emoflow-tmp.``...) left by a killed run are removed; nothing else in ``DIR`` is touched.
+(``.emoflow-tmp.``...) left by a killed run are removed, and a corpus table with no
+recording of this run left to hold; nothing else in ``DIR`` is touched.
 """
 
 from __future__ import annotations
@@ -82,11 +85,15 @@ class BatchSummary:
 
 
 def discover(source: str | os.PathLike) -> list[BatchItem]:
-    """Audio files from a folder (recursive), a glob pattern or a manifest, with unique output names."""
+    """Audio files from a folder (recursive, following symlinked folders, each real folder once),
+    a glob pattern or a manifest, with unique output names."""
+    from emoflow.fusion.datasets import find_files
+
     s = str(source)
     p = Path(s)
     if p.is_dir():
-        files = sorted(f for f in p.rglob("*") if f.is_file() and f.suffix.lower() in AUDIO_EXTENSIONS)
+        # find_files follows linked folders and guards against loops; suffix "" lists every file
+        files = [f for f in find_files(p, suffix="") if f.suffix.lower() in AUDIO_EXTENSIONS and f.is_file()]
         base: Path | None = p
     elif p.is_file() and p.suffix.lower() in (".csv", ".jsonl", ".json", ".txt"):
         files, base = manifest_audio(p), None
@@ -389,7 +396,9 @@ def compact_index(out: Path) -> None:
 
 
 def write_corpus_tables(out: Path, names: Iterable[str]) -> list[Path]:
-    """``sentences.parquet`` and ``timeline.parquet`` over every successful recording."""
+    """``sentences.parquet`` and ``timeline.parquet`` over the recordings ``names`` (the output
+    folders of this run's complete inputs, see :func:`current_ok_names`). A table with no
+    recording to hold is removed, so that no table describes another run's inputs."""
     import pandas as pd
 
     sent_frames, tl_frames = [], []
@@ -406,12 +415,23 @@ def write_corpus_tables(out: Path, names: Iterable[str]) -> list[Path]:
     written = []
     for fname, frames in (("sentences.parquet", sent_frames), ("timeline.parquet", tl_frames)):
         if not frames:
+            (out / fname).unlink(missing_ok=True)  # emoflow's own name (RESERVED_NAMES)
             continue
         df = pd.concat(frames, ignore_index=True)
         with atomic_path(out / fname, suffix=".parquet") as tmp:
             df.to_parquet(tmp, index=False)
         written.append(out / fname)
     return written
+
+
+def current_ok_names(
+    skipped: Iterable[tuple[BatchItem, dict[str, Any] | None]], done: Iterable[str]
+) -> list[str]:
+    """The output folders that the corpus tables are built from: this run's inputs that are
+    complete, skipped as already done or analysed now. Never every ``ok`` line of the index:
+    that also names folders of earlier runs over other inputs (an input renamed when files
+    that clash with it were added keeps its old folder and index line)."""
+    return sorted({item.name for item, _ in skipped} | set(done))
 
 
 def record_for(
@@ -475,6 +495,7 @@ def _run_locked(
             _append(index, recovered)
         if on_item:
             on_item(item, "skipped")
+    done: list[str] = []
     for item in todo:
         if on_item:
             on_item(item, "running")
@@ -484,6 +505,7 @@ def _run_locked(
             save_output(result, out, item.name, formats)
             _append(index, record_for(item, "ok", time.perf_counter() - t0, result.timings, result=result))
             summary.done += 1
+            done.append(item.name)
             if on_item:
                 on_item(item, "ok")
         except ModelUnavailableError:
@@ -497,8 +519,7 @@ def _run_locked(
             if on_item:
                 on_item(item, "failed")
     compact_index(out)
-    ok_names = [n for n, r in read_index(out).items() if r.get("status") == "ok"]
-    if set(formats) >= {"csv"}:
-        write_corpus_tables(out, sorted(ok_names))
+    if "csv" in formats:
+        write_corpus_tables(out, current_ok_names(skipped, done))
     summary.seconds = time.perf_counter() - t_start
     return summary

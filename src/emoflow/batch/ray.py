@@ -12,7 +12,10 @@ actors must fit on the nodes at once (a pool that cannot start would stall the s
 executor for ever), so each actor asks for a share of a CPU (and of a GPU for the model
 stages) that packs onto the nodes there are. Nothing may wait without a bound: Ray's
 start-up is bounded, and a watchdog fails the batch with a clear error when actors stay
-unplaced (or, when asked, when no recording finishes for a while).
+unplaced (or, when asked, when no recording finishes for a while). The watchdog reads Ray's
+actor table through a private API; where that cannot be read (another Ray version), it says
+so once and falls back to failing the batch when no recording finishes for
+``BLIND_STALL_TIMEOUT_S``.
 """
 
 from __future__ import annotations
@@ -36,10 +39,10 @@ from emoflow.batch.local import (
     BatchSummary,
     _append,
     compact_index,
+    current_ok_names,
     output_lock,
     plan,
     prepare_out,
-    read_index,
     record_for,
     remove_stale_partials,
     save_output,
@@ -53,6 +56,9 @@ log = logging.getLogger(__name__)
 
 INIT_TIMEOUT_S = 180.0  # ray.init on a busy machine takes seconds; minutes means it is stuck
 PENDING_TIMEOUT_S = 120.0  # an actor the cluster cannot place for this long: the batch cannot run
+# where the watchdog cannot read Ray's actor table: no recording finished for this long fails the
+# batch (generous: one long recording may take most of an hour on CPU, but never a wait for ever)
+BLIND_STALL_TIMEOUT_S = 3600.0
 N_STAGES, N_MODEL_STAGES = 5, 3  # decode, transcribe, text, audio, write; the middle three hold models
 ROW_KEYS = ("payload", "name", "error", "fatal")
 
@@ -331,19 +337,29 @@ def start_ray(address: str | None, timeout_s: float = INIT_TIMEOUT_S) -> Callabl
     return shutdown
 
 
-def _unplaced_actors(job_id: str) -> dict[str, str]:
-    """This job's actors that wait for resources (not yet given a worker process): id -> class.
-    Best effort: {} where this Ray version does not tell."""
+def _job_actors(job_id: str) -> tuple[dict[str, Mapping[str, Any]] | None, str]:
+    """This job's actors in Ray's actor table (id -> record), and ``""``; or ``None`` and the
+    reason where the table cannot be read (it comes from a private API that may move)."""
     try:
         from ray._private import state
 
         table = state.actors()
-    except Exception:  # a private API: when it moves, only this check is lost
-        return {}
+    except Exception as e:
+        return None, f"ray._private.state.actors() failed ({type(e).__name__}: {e})"
+    if not isinstance(table, Mapping):
+        return None, f"ray._private.state.actors() returned a {type(table).__name__}, not a table"
+    records = list(table.items())
+    if not all(isinstance(a, Mapping) and "State" in a and "JobID" in a for _, a in records):
+        return None, "ray._private.state.actors() returned records without State or JobID"
+    return {str(aid): a for aid, a in records if a.get("JobID") == job_id}, ""
+
+
+def _unplaced(actors: Mapping[str, Mapping[str, Any]]) -> dict[str, str]:
+    """The actors that wait for resources (not yet given a worker process): id -> class."""
     return {
-        str(aid): str(a.get("ActorClassName", "?"))
-        for aid, a in table.items()
-        if a.get("JobID") == job_id and a.get("State") == "PENDING_CREATION" and not a.get("Pid")
+        aid: str(a.get("ActorClassName", "?"))
+        for aid, a in actors.items()
+        if a.get("State") == "PENDING_CREATION" and not a.get("Pid")
     }
 
 
@@ -367,6 +383,7 @@ def consume(
     *,
     pending_timeout_s: float | None = PENDING_TIMEOUT_S,
     stall_timeout_s: float | None = None,
+    blind_stall_timeout_s: float = BLIND_STALL_TIMEOUT_S,
     poll_s: float = 1.0,
     check_every_s: float = 5.0,
 ) -> None:
@@ -376,6 +393,10 @@ def consume(
     raises :class:`ConfigError` when actors of this job stay unplaced for
     ``pending_timeout_s`` (the cluster cannot run the pipeline as asked), or when no row
     comes for ``stall_timeout_s`` (off by default: one long recording may take an hour on CPU).
+    The unplaced actors are read from Ray's actor table (a private API); when it cannot be
+    read, or lists no actor of this job for ``pending_timeout_s``, the watchdog is blind to
+    them: it logs a warning once and, unless ``stall_timeout_s`` is given, fails the batch
+    when no row comes for ``blind_stall_timeout_s``, so that nothing waits for ever.
     Errors of the pipeline itself (and of ``on_row``) are raised here as they came; on any
     error the row thread is stopped first, so the dataset's executor shuts down cleanly.
     """
@@ -392,7 +413,7 @@ def consume(
     thread = threading.Thread(target=pump, name="emoflow-ray-rows", daemon=True)
     thread.start()
     try:
-        _watch(q, on_row, pending_timeout_s, stall_timeout_s, poll_s, check_every_s)
+        _watch(q, on_row, pending_timeout_s, stall_timeout_s, blind_stall_timeout_s, poll_s, check_every_s)
     except BaseException:
         _stop(thread)
         raise
@@ -403,6 +424,7 @@ def _watch(
     on_row: Callable[[dict[str, Any]], None],
     pending_timeout_s: float | None,
     stall_timeout_s: float | None,
+    blind_stall_timeout_s: float,
     poll_s: float,
     check_every_s: float,
 ) -> None:
@@ -410,7 +432,10 @@ def _watch(
 
     job_id = ray.get_runtime_context().get_job_id()
     since: dict[str, float] = {}  # unplaced actor -> first seen
-    last_row = last_check = time.monotonic()
+    start = last_row = last_check = time.monotonic()
+    seen_actors = False  # has the table ever listed an actor of this job (the stage actors)?
+    stall = stall_timeout_s  # the bound on a wait for the next row; set when blind
+    blind = ""  # why the watchdog cannot see unplaced actors ("" while it can)
     while True:
         try:
             kind, value = q.get(timeout=poll_s)
@@ -425,15 +450,30 @@ def _watch(
             return
         if kind == "error":
             raise value
-        if stall_timeout_s is not None and now - last_row > stall_timeout_s:
+        if stall is not None and now - last_row > stall:
+            note = f" (and the watchdog could not see Ray's actors: {blind})" if blind else ""
             raise ConfigError(
-                f"the Ray batch made no progress for {stall_timeout_s:g} s (no recording finished); "
+                f"the Ray batch stalled: no recording finished for {stall:g} s{note}; "
                 "check `ray status`, or run with --engine local"
             )
         if pending_timeout_s is None or now - last_check < check_every_s:
             continue
         last_check = now
-        waiting = _unplaced_actors(job_id)
+        actors, why = _job_actors(job_id)
+        seen_actors = seen_actors or bool(actors)
+        if not why and not seen_actors and now - start >= pending_timeout_s:
+            why = f"Ray's actor table lists no actor of this job (job {job_id}) after {pending_timeout_s:g} s"
+        if why and not blind:  # from now on only the stall bound guards this batch: say so, once
+            blind = why
+            if stall is None:
+                stall = blind_stall_timeout_s
+            log.warning(
+                "the Ray watchdog cannot see which actors wait for resources: %s; the batch fails "
+                "if no recording finishes for %g s",
+                why,
+                stall,
+            )
+        waiting = _unplaced(actors or {})
         since = {a: since.get(a, now) for a in waiting}
         stuck = [a for a, t in since.items() if now - t >= pending_timeout_s]
         if stuck:
@@ -462,6 +502,7 @@ def run_batch_ray(
     init_timeout_s: float = INIT_TIMEOUT_S,
     pending_timeout_s: float | None = PENDING_TIMEOUT_S,
     stall_timeout_s: float | None = None,
+    blind_stall_timeout_s: float = BLIND_STALL_TIMEOUT_S,
 ) -> BatchSummary:
     """The batch on Ray (see the module doc); the same outputs, index and summary as
     :func:`~emoflow.batch.local.run_batch`."""
@@ -481,6 +522,7 @@ def run_batch_ray(
             summary.skipped += 1
             if recovered is not None:
                 _append(out / INDEX, recovered)
+        done: list[str] = []  # this run's recordings analysed now (ok), filled as rows come
         if todo:
             shutdown = None if ray.is_initialized() else start_ray(address, init_timeout_s)
             try:
@@ -492,16 +534,17 @@ def run_batch_ray(
                     formats,
                     concurrency,
                     summary,
+                    done,
                     pending_timeout_s,
                     stall_timeout_s,
+                    blind_stall_timeout_s,
                 )
             finally:
                 if shutdown is not None:
                     shutdown()
         compact_index(out)
-        ok = sorted(n for n, r in read_index(out).items() if r.get("status") == "ok")
         if "csv" in formats:
-            write_corpus_tables(out, ok)
+            write_corpus_tables(out, current_ok_names(skipped, done))
         summary.seconds = time.perf_counter() - t_start
         return summary
 
@@ -514,8 +557,10 @@ def _run_pipeline(
     formats: Sequence[str],
     concurrency: int,
     summary: BatchSummary,
+    done: list[str],
     pending_timeout_s: float | None,
     stall_timeout_s: float | None,
+    blind_stall_timeout_s: float,
 ) -> None:
     from emoflow.pipeline import Work
 
@@ -561,10 +606,12 @@ def _run_pipeline(
             rec.update(duration_s=info["duration_s"], sentences=info["sentences"], sha256=info["sha256"])
             _append(out / INDEX, rec)
             summary.done += 1
+            done.append(item.name)
 
     consume(
         ds.iter_rows(),
         on_row,
         pending_timeout_s=pending_timeout_s,
         stall_timeout_s=stall_timeout_s,
+        blind_stall_timeout_s=blind_stall_timeout_s,
     )
