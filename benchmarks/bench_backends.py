@@ -70,8 +70,9 @@ def sentence_spans(seconds: float, seed: int = 0) -> list:
 
 def bench_timeline(paths, seconds: float) -> None:
     from emoflow.audio.io import Audio
+    from emoflow.config import TimelineConfig
     from emoflow.models import ModelSpec
-    from emoflow.speech.emotion2vec import Emotion2vecEncoder, TimelineConfig
+    from emoflow.speech.emotion2vec import Emotion2vecEncoder
 
     fp32 = Emotion2vecEncoder(ModelSpec(str(paths["emotion2vec"]), dtype="float32"))
     auto = Emotion2vecEncoder(ModelSpec(str(paths["emotion2vec"]), dtype="auto"))

@@ -25,10 +25,10 @@ from pathlib import Path
 import soundfile as sf
 
 from _common import SHARED, full_replicas, machine, speech
-from emoflow.config import PipelineConfig
+from emoflow.config import PipelineConfig, TimelineConfig
 from emoflow.models import ModelSpec
 from emoflow.pipeline import MODEL_STAGES, STAGES, Pipeline
-from emoflow.speech.emotion2vec import Emotion2vecEncoder, TimelineConfig
+from emoflow.speech.emotion2vec import Emotion2vecEncoder
 
 
 class SpansExact:

@@ -76,10 +76,9 @@ def design_document(models, audio_path: Path, transcript: dict) -> float:
 
 
 def compare(seconds: float) -> None:
-    from emoflow.config import PipelineConfig
+    from emoflow.config import PipelineConfig, TimelineConfig
     from emoflow.models import ModelSpec
     from emoflow.pipeline import Pipeline, Work
-    from emoflow.speech.emotion2vec import TimelineConfig
     from emoflow.text.emotion import TextEmotionClassifier
 
     paths = full_replicas()

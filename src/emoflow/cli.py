@@ -212,8 +212,9 @@ def sentences(
     """Sentences with start and end times from a word-level transcript."""
     from emoflow.asr.transcript_io import read_transcript
     from emoflow.audio.io import load_audio
+    from emoflow.config import SentenceConfig
     from emoflow.export.sentences import FORMATS
-    from emoflow.text.sentences import SentenceConfig, SentenceSegmenter
+    from emoflow.text.sentences import SentenceSegmenter
 
     with _options():
         config = SentenceConfig(
@@ -266,9 +267,9 @@ def transcribe(
     """Transcribe speech with word timestamps; writes the CrisperWhisper JSON format."""
     import json
 
-    from emoflow.asr.base import AsrConfig
     from emoflow.asr.whisper_ct2 import make_transcriber
     from emoflow.audio.io import load_audio
+    from emoflow.config import AsrConfig
 
     _check_out_file(out)
     rec = load_audio(audio)
@@ -391,9 +392,7 @@ def _analysis_config(
     max_duration: float | None = None,
     dtype: str = "auto",
 ) -> Any:
-    from emoflow.asr.base import AsrConfig
-    from emoflow.config import EmbeddingConfig, PipelineConfig
-    from emoflow.speech.emotion2vec import TimelineConfig
+    from emoflow.config import AsrConfig, EmbeddingConfig, PipelineConfig, TimelineConfig
 
     with _options():
         return PipelineConfig(

@@ -2,16 +2,134 @@
 
 from __future__ import annotations
 
+import logging
+import math
 from dataclasses import asdict, dataclass, field
-from typing import Any
+from typing import Any, Literal
 
-from emoflow.asr.base import DEFAULT_ASR_MODEL, AsrConfig
 from emoflow.errors import ConfigError
-from emoflow.speech.emotion2vec import DEFAULT_AUDIO_MODEL, TimelineConfig
-from emoflow.text.embeddings import DEFAULT_ENCODER
-from emoflow.text.emotion import DEFAULT_TEXT_MODEL
-from emoflow.text.sentences import SentenceConfig
-from emoflow.text.sequences import DEFAULT_SEPARATOR, DEFAULT_TOP_K
+
+log = logging.getLogger(__name__)
+
+# ---- default models and settings: the one place they are written ----------------------------
+DEFAULT_ASR_MODEL = "nyrahealth/CrisperWhisper"
+DEFAULT_AUDIO_MODEL = "emotion2vec/emotion2vec_plus_large"
+DEFAULT_TEXT_MODEL = "j-hartmann/emotion-english-distilroberta-base"
+DEFAULT_ENCODER = "distilbert/distilbert-base-uncased"
+DEFAULT_TOP_K = 3
+DEFAULT_SEPARATOR = "__"
+AsrBackend = Literal["transformers", "faster-whisper"]
+Splitter = Literal["auto", "pysbd", "nltk", "pauses"]
+TimelineMode = Literal["exact", "pooled"]
+
+
+@dataclass(frozen=True)
+class AsrConfig:
+    """``language``: ISO code, or ``None`` to let a multilingual model detect it.
+    ``pause_adjust``: CrisperWhisper's pause rule; ``None`` applies it to CrisperWhisper models only.
+    ``max_segment_s``: speech regions are grouped into pieces of at most this length.
+    ``beam_size``: 1 is greedy decoding."""
+
+    language: str | None = "en"
+    pause_adjust: bool | None = None
+    drop_fillers: bool = False
+    max_segment_s: float = 28.0
+    max_gap_s: float = 2.0
+    batch_size: int = 1  # pieces per decoding call (word timestamps keep no attention maps)
+    beam_size: int = 1
+
+
+@dataclass(frozen=True)
+class SentenceConfig:
+    """How sentences are found and timed.
+
+    ``splitter``: ``auto`` (pysbd, or pauses when the text has no sentence punctuation),
+    ``pysbd``, ``nltk`` (needs punkt data installed) or ``pauses``.
+    ``pause_s``: a gap of at least this long ends a sentence in pause splitting.
+    ``max_sentence_s``: longer sentences are split at their longest internal pause.
+    ``spill_s``: a speech region crossing a sentence boundary with less than this on one
+    side belongs wholly to the other side (word times are imprecise by about this much).
+    ``max_extend_s``: how far refinement may move a boundary outside the words' own span.
+    """
+
+    splitter: Splitter = "auto"
+    language: str = "en"
+    pause_s: float = 0.7
+    max_sentence_s: float = 30.0
+    refine: bool = True
+    spill_s: float = 0.3
+    max_extend_s: float = 0.6
+
+    def __post_init__(self) -> None:
+        if self.splitter not in ("auto", "pysbd", "nltk", "pauses"):
+            raise ConfigError(f"unknown sentence splitter {self.splitter!r}; use auto, pysbd, nltk or pauses")
+        if self.pause_s <= 0 or self.max_sentence_s <= 0:
+            raise ConfigError("pause_s and max_sentence_s must be positive")
+
+
+# Bounds of the timeline settings: a window long enough for emotion2vec's first frame and
+# a hop that keeps the window count (and so time and memory) proportionate to the audio.
+MIN_WINDOW_S = 0.1
+MAX_WINDOW_S = 30.0
+MIN_HOP_S = 0.05
+MAX_HOP_S = 30.0
+MAX_TIMELINE_WINDOWS = 50_000  # 13.9 h at the default 1 s hop; ~200 MB of 1024-d embeddings
+
+
+def _seconds(value: Any, what: str, low: float, high: float) -> None:
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        raise ConfigError(f"{what} must be a number of seconds, got {value!r}")
+    if not math.isfinite(value) or not low <= value <= high:
+        raise ConfigError(f"{what} must be between {low:g} and {high:g} s, got {value}")
+
+
+@dataclass(frozen=True)
+class TimelineConfig:
+    """The sliding-window timeline. Bounds (seconds): window ``MIN_WINDOW_S``..``MAX_WINDOW_S``
+    (and at most ``chunk_s``), hop ``MIN_HOP_S``..``MAX_HOP_S``; a recording may give at most
+    ``MAX_TIMELINE_WINDOWS`` windows (:meth:`check_duration`)."""
+
+    window_s: float = 3.0
+    hop_s: float = 1.0
+    mode: TimelineMode = "exact"
+    chunk_s: float = 8.0
+    context_s: float = 0.25
+
+    def __post_init__(self) -> None:
+        _seconds(self.window_s, "the timeline window", MIN_WINDOW_S, MAX_WINDOW_S)
+        _seconds(self.hop_s, "the timeline hop", MIN_HOP_S, MAX_HOP_S)
+        _seconds(self.chunk_s, "the timeline chunk", MIN_WINDOW_S, 30.0)
+        _seconds(self.context_s, "the timeline context", 0.0, 30.0)
+        if self.hop_s > self.window_s:
+            log.warning(
+                "hop %.2f s is longer than window %.2f s: parts of the audio are skipped",
+                self.hop_s,
+                self.window_s,
+            )
+        if self.mode not in ("exact", "pooled"):
+            raise ConfigError(f"unknown timeline mode {self.mode!r}; use exact or pooled")
+        if self.chunk_s < self.window_s:
+            raise ConfigError(
+                f"the timeline window ({self.window_s:g} s) is longer than its chunk "
+                f"({self.chunk_s:g} s); use a window of at most {self.chunk_s:g} s"
+            )
+
+    def window_count(self, duration: float) -> int:
+        """About how many windows a recording of ``duration`` seconds gives (at least 1)."""
+        if not math.isfinite(duration) or duration <= self.window_s:
+            return 1 if math.isfinite(duration) else MAX_TIMELINE_WINDOWS + 1
+        return math.ceil((duration - self.window_s) / self.hop_s) + 1
+
+    def check_duration(self, duration: float, name: str = "the recording") -> None:
+        """:class:`ConfigError` when a recording this long gives more than ``MAX_TIMELINE_WINDOWS``."""
+        n = self.window_count(duration)
+        if n > MAX_TIMELINE_WINDOWS:
+            raise ConfigError(
+                f"{name}: {duration:.0f} s of audio at a {self.hop_s:g} s hop gives {n} timeline "
+                f"windows, more than {MAX_TIMELINE_WINDOWS}; use a longer hop (--hop "
+                f"{math.ceil(duration / MAX_TIMELINE_WINDOWS * 100) / 100:g} or more)"
+            )
+
 
 DTYPES = ("auto", "float32", "bfloat16", "float16")
 

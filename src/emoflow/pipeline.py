@@ -29,10 +29,9 @@ from emoflow.config import PipelineConfig
 from emoflow.errors import AudioError
 from emoflow.models import ModelSpec
 from emoflow.results import Result, SentenceResult, SourceInfo
-from emoflow.speech.emotion2vec import AudioEmotion, Timeline
 from emoflow.text.sentences import SentenceSegmenter
 from emoflow.text.sequences import emotion_sequence
-from emoflow.types import EmotionScores, Sentence, TimeSpan, Transcript
+from emoflow.types import AudioEmotion, EmotionScores, Sentence, Timeline, TimeSpan, Transcript
 
 log = logging.getLogger(__name__)
 

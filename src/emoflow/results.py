@@ -14,8 +14,15 @@ from typing import Any
 import numpy as np
 
 from emoflow.errors import InputError
-from emoflow.speech.emotion2vec import AudioEmotion, Timeline
-from emoflow.types import SCHEMA_VERSION, EmotionScores, Sentence, TimeSpan, Transcript
+from emoflow.types import (
+    SCHEMA_VERSION,
+    AudioEmotion,
+    EmotionScores,
+    Sentence,
+    Timeline,
+    TimeSpan,
+    Transcript,
+)
 
 ALL_FORMATS = ("json", "npz", "csv", "srt", "png", "html")
 EMBEDDINGS_FILE = "embeddings.npz"

@@ -9,7 +9,9 @@ from __future__ import annotations
 import math
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Literal
+
+import numpy as np
 
 SCHEMA_VERSION = "1.0"
 # The largest time a TimeSpan accepts (about 115 days). Larger values are corrupt input (a word
@@ -235,3 +237,60 @@ class EmotionScores:
 
     def as_mapping(self) -> dict[str, float]:
         return dict(zip(self.labels, self.scores, strict=True))
+
+
+# ---- the voice side: scores and embeddings of stretches of audio ---------------------------
+SpanMethod = Literal["exact", "pooled"]
+
+
+@dataclass(frozen=True)
+class AudioEmotion:
+    """emotion2vec's scores and embedding (``(D,)``, float32) for one stretch of audio."""
+
+    scores: EmotionScores
+    embedding: np.ndarray
+
+
+@dataclass(frozen=True)
+class Timeline:
+    """Per-window scores (``W x L``) and embeddings (``W x D``) over the recording."""
+
+    mode: str
+    window_s: float
+    hop_s: float
+    labels: tuple[str, ...]
+    spans: tuple[TimeSpan, ...]
+    scores: np.ndarray
+    embeddings: np.ndarray
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "mode": self.mode,
+            "window_s": self.window_s,
+            "hop_s": self.hop_s,
+            "labels": list(self.labels),
+            "windows": [
+                {"start": s.start, "end": s.end, "scores": [float(x) for x in row]}
+                for s, row in zip(self.spans, self.scores, strict=True)
+            ],
+        }
+
+
+@dataclass(frozen=True)
+class VoiceAnalysis:
+    """The voice side of one recording (:meth:`Emotion2vecEncoder.analyze`).
+
+    ``span_method``: how ``spans`` were computed (``exact``: each span through the model on
+    its own; ``pooled``: means of the frames of one pass over the recording). ``dtype``: the
+    model's compute dtype (``float32``, ``bfloat16`` or ``float16``).
+    """
+
+    spans: tuple[AudioEmotion, ...]
+    utterance: AudioEmotion
+    timeline: Timeline
+    span_method: SpanMethod
+    dtype: str
+
+    def describe(self) -> dict[str, str]:
+        """What a result records about how the voice side was computed."""
+        return {"span_method": self.span_method, "dtype": self.dtype}

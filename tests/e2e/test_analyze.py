@@ -11,10 +11,10 @@ import pytest
 import soundfile as sf
 
 from emoflow.audio.io import Audio
+from emoflow.config import TimelineConfig
 from emoflow.errors import TranscriptError
 from emoflow.pipeline import Pipeline
 from emoflow.results import validate_result
-from emoflow.speech.emotion2vec import TimelineConfig
 from tests.conftest import boundary_error, run_cli, speech_files, truth_for
 
 pytestmark = pytest.mark.slow

@@ -8,9 +8,10 @@ import json
 import numpy as np
 import pytest
 
-from emoflow.asr.base import AsrConfig, group_regions
+from emoflow.asr.base import group_regions
 from emoflow.asr.transcript_io import read_transcript
 from emoflow.audio.io import Audio, load_audio
+from emoflow.config import AsrConfig
 from emoflow.types import TimeSpan
 from tests.conftest import need_shared, run_cli, speech_files
 

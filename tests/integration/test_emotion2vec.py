@@ -9,9 +9,10 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from emoflow.audio.io import Audio
+from emoflow.config import TimelineConfig
 from emoflow.errors import ConfigError, ModelError
 from emoflow.models import ModelSpec
-from emoflow.speech.emotion2vec import Emotion2vecEncoder, TimelineConfig, english_label, window_spans
+from emoflow.speech.emotion2vec import Emotion2vecEncoder, english_label, window_spans
 from emoflow.types import TimeSpan
 
 LABELS = ("angry", "disgusted", "fearful", "happy", "neutral", "other", "sad", "surprised", "unknown")

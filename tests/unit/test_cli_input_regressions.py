@@ -157,7 +157,7 @@ def test_bad_option_values_exit_2_before_models(capsys, tmp_path, no_models, opt
 
 
 def test_timeline_bounds_in_the_api():
-    from emoflow.speech.emotion2vec import MAX_TIMELINE_WINDOWS, TimelineConfig
+    from emoflow.config import MAX_TIMELINE_WINDOWS, TimelineConfig
 
     for kw in ({"window_s": float("nan")}, {"hop_s": 1e-9}, {"hop_s": -1.0}, {"window_s": "3"}):
         with pytest.raises(ConfigError):
@@ -171,9 +171,8 @@ def test_timeline_bounds_in_the_api():
 
 def test_window_count_and_max_duration_are_checked_from_the_header_before_decoding(tmp_path, monkeypatch):
     import emoflow.audio.io as aio
-    from emoflow.config import PipelineConfig
+    from emoflow.config import PipelineConfig, TimelineConfig
     from emoflow.pipeline import Pipeline, Work
-    from emoflow.speech.emotion2vec import TimelineConfig
     from tests.unit.test_audio_io import lying_flac
 
     flac = lying_flac(tmp_path / "lie.flac")  # the header claims ~50 days

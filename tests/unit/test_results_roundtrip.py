@@ -12,8 +12,7 @@ from hypothesis import strategies as st
 
 from emoflow.errors import InputError
 from emoflow.results import Result, SentenceResult, SourceInfo, validate_result
-from emoflow.speech.emotion2vec import AudioEmotion, Timeline
-from emoflow.types import EmotionScores, Sentence, TimeSpan, Transcript, Word
+from emoflow.types import AudioEmotion, EmotionScores, Sentence, Timeline, TimeSpan, Transcript, Word
 
 # sizes that differ from one another: audio width, text width, timeline embedding width
 DA, DT, DTL = 6, 4, 5

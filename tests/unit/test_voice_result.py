@@ -10,8 +10,7 @@ import numpy as np
 import pytest
 
 from emoflow.results import Result, SourceInfo, validate_result
-from emoflow.speech.emotion2vec import AudioEmotion, Timeline
-from emoflow.types import EmotionScores, TimeSpan, Transcript
+from emoflow.types import AudioEmotion, EmotionScores, Timeline, TimeSpan, Transcript
 
 LABELS = ("angry", "happy", "neutral", "sad")
 

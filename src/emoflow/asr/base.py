@@ -3,39 +3,8 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass
-from typing import Any, Literal, Protocol, runtime_checkable
 
-from emoflow.audio.io import Audio
-from emoflow.types import TimeSpan, Transcript
-
-Backend = Literal["transformers", "faster-whisper"]
-DEFAULT_ASR_MODEL = "nyrahealth/CrisperWhisper"
-
-
-@dataclass(frozen=True)
-class AsrConfig:
-    """``language``: ISO code, or ``None`` to let a multilingual model detect it.
-    ``pause_adjust``: CrisperWhisper's pause rule; ``None`` applies it to CrisperWhisper models only.
-    ``max_segment_s``: speech regions are grouped into pieces of at most this length.
-    ``beam_size``: 1 is greedy decoding."""
-
-    language: str | None = "en"
-    pause_adjust: bool | None = None
-    drop_fillers: bool = False
-    max_segment_s: float = 28.0
-    max_gap_s: float = 2.0
-    batch_size: int = 1  # pieces per decoding call (word timestamps keep no attention maps)
-    beam_size: int = 1
-
-
-@runtime_checkable
-class Transcriber(Protocol):
-    """Anything that turns 16 kHz mono audio into a transcript with word times."""
-
-    def __call__(self, audio: Audio, speech: Sequence[TimeSpan] | None = None) -> Transcript: ...
-
-    def describe(self) -> dict[str, Any]: ...
+from emoflow.types import TimeSpan
 
 
 def group_regions(

@@ -15,9 +15,10 @@ import logging
 from collections.abc import Sequence
 from typing import Any
 
-from emoflow.asr.base import AsrConfig, group_regions
+from emoflow.asr.base import group_regions
 from emoflow.asr.transcript_io import RawWord, repair_words
 from emoflow.audio.io import Audio
+from emoflow.config import AsrConfig
 from emoflow.errors import ConfigError
 from emoflow.models import MODEL_CACHE, ModelSpec, resolve_device, resolve_model_dir
 from emoflow.types import TimeSpan, Transcript

@@ -20,10 +20,11 @@ import logging
 from collections.abc import Sequence
 from typing import Any
 
-from emoflow.asr.base import DEFAULT_ASR_MODEL, AsrConfig, group_regions
+from emoflow.asr.base import group_regions
 from emoflow.asr.transcript_io import RawWord, repair_words
 from emoflow.asr.word_alignment import install as install_low_memory_alignment
 from emoflow.audio.io import TARGET_RATE, Audio
+from emoflow.config import DEFAULT_ASR_MODEL, AsrConfig
 from emoflow.errors import ModelError
 from emoflow.models import (
     MODEL_CACHE,

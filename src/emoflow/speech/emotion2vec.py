@@ -41,13 +41,13 @@ import logging
 import math
 import threading
 from collections.abc import Sequence
-from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any
 
 import numpy as np
 
 from emoflow.audio.io import TARGET_RATE, Audio
+from emoflow.config import DEFAULT_AUDIO_MODEL, TimelineConfig
 from emoflow.errors import ConfigError, ModelError
 from emoflow.models import (
     MODEL_CACHE,
@@ -56,18 +56,15 @@ from emoflow.models import (
     resolve_dtype,
     resolve_model_dir,
 )
-from emoflow.types import EmotionScores, TimeSpan
+from emoflow.types import AudioEmotion, EmotionScores, SpanMethod, Timeline, TimeSpan, VoiceAnalysis
 
 log = logging.getLogger(__name__)
 
-DEFAULT_AUDIO_MODEL = "emotion2vec/emotion2vec_plus_large"
 REQUIRED_FILES = ("config.yaml", "model.pt", "tokens.txt")
 FRAME_HOP = 320  # samples per frame: the conv feature encoder's total stride (50 frames/s)
 FRAME_FIELD = 400  # samples in one frame's receptive field
 MIN_SPAN_S = 0.25  # shorter spans are widened around their middle (the model needs context)
 
-TimelineMode = Literal["exact", "pooled"]
-SpanMethod = Literal["exact", "pooled"]
 
 # The frame-level padding mask of the forward pass running in this thread (or asyncio task).
 # One loaded model is shared by every encoder built on it (MODEL_CACHE) and by concurrent
@@ -174,103 +171,6 @@ def n_frames(n_samples: int | np.ndarray) -> Any:
     return n
 
 
-@dataclass(frozen=True)
-class AudioEmotion:
-    """emotion2vec's scores and embedding (``(D,)``, float32) for one stretch of audio."""
-
-    scores: EmotionScores
-    embedding: np.ndarray
-
-
-# Bounds of the timeline settings: a window long enough for emotion2vec's first frame and
-# a hop that keeps the window count (and so time and memory) proportionate to the audio.
-MIN_WINDOW_S = 0.1
-MAX_WINDOW_S = 30.0
-MIN_HOP_S = 0.05
-MAX_HOP_S = 30.0
-MAX_TIMELINE_WINDOWS = 50_000  # 13.9 h at the default 1 s hop; ~200 MB of 1024-d embeddings
-
-
-def _seconds(value: Any, what: str, low: float, high: float) -> None:
-    if isinstance(value, bool) or not isinstance(value, (int, float)):
-        raise ConfigError(f"{what} must be a number of seconds, got {value!r}")
-    if not math.isfinite(value) or not low <= value <= high:
-        raise ConfigError(f"{what} must be between {low:g} and {high:g} s, got {value}")
-
-
-@dataclass(frozen=True)
-class TimelineConfig:
-    """The sliding-window timeline. Bounds (seconds): window ``MIN_WINDOW_S``..``MAX_WINDOW_S``
-    (and at most ``chunk_s``), hop ``MIN_HOP_S``..``MAX_HOP_S``; a recording may give at most
-    ``MAX_TIMELINE_WINDOWS`` windows (:meth:`check_duration`)."""
-
-    window_s: float = 3.0
-    hop_s: float = 1.0
-    mode: TimelineMode = "exact"
-    chunk_s: float = 8.0
-    context_s: float = 0.25
-
-    def __post_init__(self) -> None:
-        _seconds(self.window_s, "the timeline window", MIN_WINDOW_S, MAX_WINDOW_S)
-        _seconds(self.hop_s, "the timeline hop", MIN_HOP_S, MAX_HOP_S)
-        _seconds(self.chunk_s, "the timeline chunk", MIN_WINDOW_S, 30.0)
-        _seconds(self.context_s, "the timeline context", 0.0, 30.0)
-        if self.hop_s > self.window_s:
-            log.warning(
-                "hop %.2f s is longer than window %.2f s: parts of the audio are skipped",
-                self.hop_s,
-                self.window_s,
-            )
-        if self.mode not in ("exact", "pooled"):
-            raise ConfigError(f"unknown timeline mode {self.mode!r}; use exact or pooled")
-        if self.chunk_s < self.window_s:
-            raise ConfigError(
-                f"the timeline window ({self.window_s:g} s) is longer than its chunk "
-                f"({self.chunk_s:g} s); use a window of at most {self.chunk_s:g} s"
-            )
-
-    def window_count(self, duration: float) -> int:
-        """About how many windows a recording of ``duration`` seconds gives (at least 1)."""
-        if not math.isfinite(duration) or duration <= self.window_s:
-            return 1 if math.isfinite(duration) else MAX_TIMELINE_WINDOWS + 1
-        return math.ceil((duration - self.window_s) / self.hop_s) + 1
-
-    def check_duration(self, duration: float, name: str = "the recording") -> None:
-        """:class:`ConfigError` when a recording this long gives more than ``MAX_TIMELINE_WINDOWS``."""
-        n = self.window_count(duration)
-        if n > MAX_TIMELINE_WINDOWS:
-            raise ConfigError(
-                f"{name}: {duration:.0f} s of audio at a {self.hop_s:g} s hop gives {n} timeline "
-                f"windows, more than {MAX_TIMELINE_WINDOWS}; use a longer hop (--hop "
-                f"{math.ceil(duration / MAX_TIMELINE_WINDOWS * 100) / 100:g} or more)"
-            )
-
-
-@dataclass(frozen=True)
-class Timeline:
-    """Per-window scores (``W x L``) and embeddings (``W x D``) over the recording."""
-
-    mode: str
-    window_s: float
-    hop_s: float
-    labels: tuple[str, ...]
-    spans: tuple[TimeSpan, ...]
-    scores: np.ndarray
-    embeddings: np.ndarray
-
-    def to_dict(self) -> dict[str, Any]:
-        return {
-            "mode": self.mode,
-            "window_s": self.window_s,
-            "hop_s": self.hop_s,
-            "labels": list(self.labels),
-            "windows": [
-                {"start": s.start, "end": s.end, "scores": [float(x) for x in row]}
-                for s, row in zip(self.spans, self.scores, strict=True)
-            ],
-        }
-
-
 def window_spans(duration: float, window_s: float, hop_s: float) -> list[TimeSpan]:
     """Windows starting every ``hop_s`` until one reaches the end; the last may be shorter.
 
@@ -286,26 +186,6 @@ def window_spans(duration: float, window_s: float, hop_s: float) -> list[TimeSpa
             break
         k += 1
     return spans
-
-
-@dataclass(frozen=True)
-class VoiceAnalysis:
-    """The voice side of one recording (:meth:`Emotion2vecEncoder.analyze`).
-
-    ``span_method``: how ``spans`` were computed (``exact``: each span through the model on
-    its own; ``pooled``: means of the frames of one pass over the recording). ``dtype``: the
-    model's compute dtype (``float32``, ``bfloat16`` or ``float16``).
-    """
-
-    spans: tuple[AudioEmotion, ...]
-    utterance: AudioEmotion
-    timeline: Timeline
-    span_method: SpanMethod
-    dtype: str
-
-    def describe(self) -> dict[str, str]:
-        """What a result records about how the voice side was computed."""
-        return {"span_method": self.span_method, "dtype": self.dtype}
 
 
 class Emotion2vecEncoder:

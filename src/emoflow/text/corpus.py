@@ -8,11 +8,12 @@ from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
+from emoflow.config import DEFAULT_SEPARATOR
 from emoflow.errors import InputError
 from emoflow.export.files import atomic_path
 from emoflow.text.emotion import TextEmotionClassifier
 from emoflow.text.sentences import split_text
-from emoflow.text.sequences import DEFAULT_SEPARATOR, emotion_sequence
+from emoflow.text.sequences import emotion_sequence
 
 
 def document_sentences(text: str) -> list[str]:

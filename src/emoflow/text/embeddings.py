@@ -29,6 +29,7 @@ from typing import Any, Literal
 
 import numpy as np
 
+from emoflow.config import DEFAULT_ENCODER, DEFAULT_SEPARATOR
 from emoflow.errors import ConfigError, ModelUnavailableError
 from emoflow.models import (
     MODEL_CACHE,
@@ -37,11 +38,10 @@ from emoflow.models import (
     resolve_dtype,
     resolve_model_dir,
 )
-from emoflow.text.sequences import DEFAULT_SEPARATOR, sequence_tokens
+from emoflow.text.sequences import sequence_tokens
 
 log = logging.getLogger(__name__)
 
-DEFAULT_ENCODER = "distilbert/distilbert-base-uncased"
 Pooling = Literal["cls", "layers"]
 
 

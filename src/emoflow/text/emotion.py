@@ -14,6 +14,7 @@ from typing import Any
 
 import numpy as np
 
+from emoflow.config import DEFAULT_TEXT_MODEL
 from emoflow.models import (
     MODEL_CACHE,
     ModelSpec,
@@ -24,8 +25,6 @@ from emoflow.models import (
 from emoflow.types import EmotionScores
 
 log = logging.getLogger(__name__)
-
-DEFAULT_TEXT_MODEL = "j-hartmann/emotion-english-distilroberta-base"
 
 
 class TextEmotionClassifier:

@@ -21,45 +21,17 @@ import logging
 import re
 import warnings
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, replace
+from dataclasses import replace
 from typing import Literal
 
 from emoflow.audio.io import Audio
+from emoflow.config import SentenceConfig
 from emoflow.errors import ConfigError, RepairWarning
 from emoflow.types import Sentence, TimeSpan, Transcript, Word, join_words
 
 log = logging.getLogger(__name__)
 
-Splitter = Literal["auto", "pysbd", "nltk", "pauses"]
 TERMINAL_RE = re.compile(r"[.!?…。！？]")
-
-
-@dataclass(frozen=True)
-class SentenceConfig:
-    """How sentences are found and timed.
-
-    ``splitter``: ``auto`` (pysbd, or pauses when the text has no sentence punctuation),
-    ``pysbd``, ``nltk`` (needs punkt data installed) or ``pauses``.
-    ``pause_s``: a gap of at least this long ends a sentence in pause splitting.
-    ``max_sentence_s``: longer sentences are split at their longest internal pause.
-    ``spill_s``: a speech region crossing a sentence boundary with less than this on one
-    side belongs wholly to the other side (word times are imprecise by about this much).
-    ``max_extend_s``: how far refinement may move a boundary outside the words' own span.
-    """
-
-    splitter: Splitter = "auto"
-    language: str = "en"
-    pause_s: float = 0.7
-    max_sentence_s: float = 30.0
-    refine: bool = True
-    spill_s: float = 0.3
-    max_extend_s: float = 0.6
-
-    def __post_init__(self) -> None:
-        if self.splitter not in ("auto", "pysbd", "nltk", "pauses"):
-            raise ConfigError(f"unknown sentence splitter {self.splitter!r}; use auto, pysbd, nltk or pauses")
-        if self.pause_s <= 0 or self.max_sentence_s <= 0:
-            raise ConfigError("pause_s and max_sentence_s must be positive")
 
 
 def has_sentence_punctuation(text: str) -> bool:

@@ -3,11 +3,9 @@ joined as one string, e.g. ``"joy__surprise__neutral"``."""
 
 from __future__ import annotations
 
+from emoflow.config import DEFAULT_SEPARATOR, DEFAULT_TOP_K
 from emoflow.errors import ConfigError
 from emoflow.types import EmotionScores
-
-DEFAULT_TOP_K = 3
-DEFAULT_SEPARATOR = "__"
 
 
 def emotion_sequence(
