@@ -179,7 +179,7 @@ def worker(method: str, shape: str, seconds: float, tokens: int, tokenizer_dir: 
         from emoflow.asr.whisper_hf import HFWhisperTranscriber
 
         asr = HFWhisperTranscriber("large-v3-shape-replica", pipeline=pipe)  # installs the alignment
-        kwargs = asr._generate_kwargs()
+        kwargs = asr.generate_kwargs()
     tok = pipe.tokenizer
     end = one_call_processor(
         tokens, tok.encode(" the", add_special_tokens=False)[0], tok.convert_tokens_to_ids("<|30.00|>")

@@ -8,25 +8,57 @@ the working directory) and fails at once with :class:`~emoflow.errors.ModelUnava
 naming the model and how to point at a local copy. :data:`MODEL_CACHE` keeps each loaded
 model once per process; stages also accept an already-built model object.
 
-:class:`Provenance` says exactly which weights a model stage uses — the hub commit a hub id
-resolves to (from this process's download, or the local Hugging Face cache: no network), or a
-content hash of a local directory — without loading the model. Thread counts are the entry
-point's business (:func:`set_cpu_threads`): loading a model never changes them.
+Which weights a spec means (:class:`~emoflow.provenance.Provenance`, without loading) is
+computed in :mod:`emoflow.provenance`; its names are re-exported here. Thread counts are the
+entry point's business (:func:`set_cpu_threads`): loading a model never changes them.
 """
 
 from __future__ import annotations
 
-import hashlib
 import logging
 import os
-import re
 import threading
-from collections.abc import Callable, Hashable, Iterable, Mapping
+from collections.abc import Callable, Hashable, Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Literal, TypeVar
+from typing import Any, TypeVar
 
 from emoflow.errors import ConfigError, ModelUnavailableError
+from emoflow.provenance import (
+    Provenance,
+    ProvenanceSource,
+    cached_commit,
+    directory_digest,
+    hub_cache_dir,
+    is_hub_id,
+    is_resolved,
+    model_provenance,
+    package_provenance,
+    remember_commit,
+    remember_loaded,
+    snapshot_commit,
+)
+
+__all__ = [  # the loading policy, and the provenance names that have always been importable from here
+    "MODEL_CACHE",
+    "ModelCache",
+    "ModelSpec",
+    "Provenance",
+    "ProvenanceSource",
+    "available_cores",
+    "cached_commit",
+    "cpu_has_native_bf16",
+    "directory_digest",
+    "env_offline",
+    "hub_cache_dir",
+    "model_provenance",
+    "package_provenance",
+    "resolve_device",
+    "resolve_dtype",
+    "resolve_model_dir",
+    "set_cpu_threads",
+    "snapshot_commit",
+]
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
@@ -66,182 +98,22 @@ class ModelSpec:
         return env_offline() if self.offline is None else self.offline
 
     def record(self, *, resolve: bool = False, **options: Any) -> Provenance:
-        """Which weights this spec means, without loading the model (see :func:`model_provenance`)."""
-        return model_provenance(self, resolve=resolve, **options)
+        """Which weights this spec means, without loading the model (see
+        :func:`~emoflow.provenance.model_provenance`). ``resolve=True`` first makes sure a hub
+        model's files are local (:func:`resolve_model_dir`: a download when allowed), so its
+        commit is known whenever the model can be loaded at all; a model that cannot be had
+        keeps ``revision=None``, it is not an error."""
+        if resolve and is_hub_id(self.id) and not self.is_local and not is_resolved(self):
+            try:
+                resolve_model_dir(self)
+            except ModelUnavailableError as e:
+                log.debug("provenance of %s: %s", self.id, e)
+        return model_provenance(self, **options)
 
     def provenance(self, *, resolve: bool = False) -> dict[str, Any]:
         """What a result records about the model: its id, the requested revision and the
         resolved one (hub commit, or ``sha256:...`` content hash of a local directory)."""
         return self.record(resolve=resolve).to_dict()
-
-
-ProvenanceSource = Literal["hub", "local", "package", "given"]
-_COMMIT = re.compile(r"[0-9a-f]{40}")
-
-
-@dataclass(frozen=True)
-class Provenance:
-    """Exactly which weights produced a result.
-
-    ``revision``: the resolved revision — a hub commit (40 hex digits), ``sha256:<hex>`` for a
-    local directory (its files' names and bytes), a package version for weights shipped in a
-    package, or ``None`` when it cannot be known without the network (a hub model that is
-    neither downloaded in this process nor in the local cache).
-    ``requested_revision``: what was asked for (a branch, tag or commit; ``None`` = default).
-    ``options``: settings that change what the model computes (backend, pooling, ...).
-    """
-
-    id: str
-    revision: str | None
-    requested_revision: str | None = None
-    source: ProvenanceSource = "hub"
-    options: Mapping[str, Any] = field(default_factory=dict, compare=False, hash=False)
-
-    def to_dict(self) -> dict[str, Any]:
-        core = {
-            "id": self.id,
-            "revision": self.revision,
-            "requested_revision": self.requested_revision,
-            "source": self.source,
-        }
-        return {**{k: v for k, v in self.options.items() if k not in core}, **core}
-
-
-def hub_cache_dir(cache_dir: str | os.PathLike[str] | None = None) -> Path:
-    """The Hugging Face hub cache in effect now (``cache_dir``, ``HF_HUB_CACHE``, ``HF_HOME``)."""
-    if cache_dir:
-        return Path(cache_dir).expanduser()
-    for k in ("HF_HUB_CACHE", "HUGGINGFACE_HUB_CACHE"):
-        if os.environ.get(k):
-            return Path(os.environ[k]).expanduser()
-    if os.environ.get("HF_HOME"):
-        return Path(os.environ["HF_HOME"]).expanduser() / "hub"
-    from huggingface_hub import constants
-
-    return Path(constants.HF_HUB_CACHE)
-
-
-# hub commits resolved by this process's downloads: (id, requested revision, cache) -> commit
-_RESOLVED: dict[tuple[str, str | None, str], str] = {}
-# content hashes of local folders as this process loaded them (the folder may change later,
-# the cached model does not): resolved path -> hash
-_LOADED: dict[str, str] = {}
-
-
-def _hub_key(spec: ModelSpec) -> tuple[str, str | None, str]:
-    return (spec.id, spec.revision, str(hub_cache_dir(spec.cache_dir)))
-
-
-def snapshot_commit(path: str | os.PathLike[str]) -> str | None:
-    """The commit of a hub-cache snapshot folder (``.../models--org--name/snapshots/<commit>``)."""
-    p = Path(path)
-    in_cache = p.parent.name == "snapshots" and p.parent.parent.name.startswith("models--")
-    return p.name if in_cache and _COMMIT.fullmatch(p.name) else None
-
-
-def cached_commit(
-    repo_id: str, revision: str | None = None, cache_dir: str | os.PathLike[str] | None = None
-) -> str | None:
-    """The commit ``revision`` (default ``main``) points at in the local hub cache; no network."""
-    rev = revision or "main"
-    if _COMMIT.fullmatch(rev):
-        return rev
-    folder = hub_cache_dir(cache_dir) / ("models--" + repo_id.replace("/", "--"))
-    try:
-        commit = (folder / "refs" / rev).read_text(encoding="utf-8").strip()
-    except (OSError, ValueError):
-        return None
-    return commit if _COMMIT.fullmatch(commit) and (folder / "snapshots" / commit).is_dir() else None
-
-
-def _is_hub_id(model_id: str) -> bool:
-    return not model_id.startswith((".", "/", "~")) and model_id.count("/") == 1
-
-
-def model_provenance(spec: ModelSpec, *, resolve: bool = False, **options: Any) -> Provenance:
-    """Which weights ``spec`` means, without loading the model and without the network.
-
-    A local directory: its content hash as this process loaded it (the folder's current hash
-    when it was not loaded here), or its commit when it is a hub-cache snapshot folder.
-    A hub id: the commit this process's download resolved to, else the commit the requested
-    revision points at in the local cache. ``resolve=True`` first makes sure the files are local
-    (:func:`resolve_model_dir`: a download when allowed), so the commit is known whenever the
-    model can be loaded at all; a model that cannot be had stays ``None``, not an error.
-    """
-    opts = {**spec.options, **options}
-    path = Path(spec.id).expanduser()
-    if path.exists():
-        real = path.resolve()
-        revision = snapshot_commit(real) or _LOADED.get(str(real)) or directory_digest(path)
-        return Provenance(spec.id, revision, spec.revision, "local", opts)
-    if not _is_hub_id(spec.id):
-        return Provenance(spec.id, None, spec.revision, "local", opts)
-    if resolve and _hub_key(spec) not in _RESOLVED:
-        try:
-            resolve_model_dir(spec)
-        except ModelUnavailableError as e:
-            log.debug("provenance of %s: %s", spec.id, e)
-    commit = _RESOLVED.get(_hub_key(spec)) or cached_commit(spec.id, spec.revision, spec.cache_dir)
-    return Provenance(spec.id, commit, spec.revision, "hub", opts)
-
-
-def package_provenance(model_id: str, distribution: str, **options: Any) -> Provenance:
-    """Weights shipped inside a Python package (e.g. Silero VAD): the package's version."""
-    from importlib.metadata import PackageNotFoundError, version
-
-    try:
-        v: str | None = version(distribution)
-    except PackageNotFoundError:
-        v = None
-    return Provenance(model_id, None if v is None else f"{distribution}=={v}", None, "package", options)
-
-
-# content hashes of local model directories, once per process: (path, names, sizes, mtimes) -> hash
-_DIGESTS: dict[Hashable, str] = {}
-_DIGEST_LOCK = threading.Lock()
-
-
-def _model_files(root: Path) -> list[tuple[str, Path]]:
-    """The files of a model directory, by relative name; hidden entries (``.git``, ``.cache``) and
-    ``__pycache__`` are left out. Symlinked files count (hub snapshots are symlinks to blobs);
-    symlinked folders are not followed (no loops)."""
-    out: list[tuple[str, Path]] = []
-    for dirpath, dirnames, filenames in os.walk(root):
-        dirnames[:] = [d for d in dirnames if not d.startswith(".") and d != "__pycache__"]
-        for name in filenames:
-            p = Path(dirpath, name)
-            if not name.startswith(".") and p.is_file():
-                out.append((p.relative_to(root).as_posix(), p))
-    return sorted(out)
-
-
-def _hash_files(files: list[tuple[str, Path]], block: int = 1 << 20) -> str:
-    h = hashlib.sha256()
-    for rel, p in files:
-        with open(p, "rb") as f:
-            size = os.fstat(f.fileno()).st_size
-            h.update(f"{rel}\0{size}\0".encode())
-            while chunk := f.read(block):
-                h.update(chunk)
-    return "sha256:" + h.hexdigest()
-
-
-def directory_digest(path: str | os.PathLike[str]) -> str:
-    """``sha256:<hex>`` over a model directory's file names and bytes (where the folder lives does
-    not matter; a single file: its name and bytes). Computed once per process for each state of
-    the folder (names, sizes, mtimes); reads only — the folder may be read-only, nothing is
-    written into it."""
-    root = Path(path).expanduser().resolve()
-    files = [(root.name, root)] if root.is_file() else _model_files(root)
-    stats = []
-    for rel, p in files:
-        st = p.stat()
-        stats.append((rel, st.st_size, st.st_mtime_ns))
-    key = (str(root), tuple(stats))
-    with _DIGEST_LOCK:  # one hash at a time: two workers asking at once hash the folder once
-        if key not in _DIGESTS:
-            _DIGESTS[key] = _hash_files(files)
-        return _DIGESTS[key]
 
 
 def resolve_device(device: str = "auto") -> str:
@@ -324,11 +196,9 @@ def resolve_model_dir(
                 f"{what} directory {spec.id} lacks {', '.join(missing)}; "
                 "is it a complete download of the model?"
             )
-        real = path.resolve()
-        if not snapshot_commit(real):  # what this process loads, before anything can change it
-            _LOADED[str(real)] = directory_digest(real)
+        remember_loaded(path)  # what this process loads, before anything can change it
         return path
-    if spec.id.startswith((".", "/", "~")) or spec.id.count("/") != 1:
+    if not is_hub_id(spec.id):
         raise ModelUnavailableError(f"{what} {spec.id!r}: no such directory, and not a hub id (org/name)")
     from huggingface_hub import snapshot_download
 
@@ -357,7 +227,7 @@ def resolve_model_dir(
         raise ModelUnavailableError(f"{what} {spec.id}: the download lacks {', '.join(missing)}; {hint}")
     commit = snapshot_commit(path)
     if commit:  # what this process loads: results name this commit even if the branch moves on
-        _RESOLVED[_hub_key(spec)] = commit
+        remember_commit(spec, commit)
     return path
 
 

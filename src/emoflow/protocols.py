@@ -13,7 +13,7 @@ import numpy as np
 
 from emoflow.audio.io import Audio
 from emoflow.config import TimelineConfig
-from emoflow.models import Provenance
+from emoflow.provenance import Provenance
 from emoflow.types import (
     AudioEmotion,
     EmotionScores,
@@ -81,6 +81,8 @@ class TextEmotionModel(Protocol):
 @runtime_checkable
 class SequenceEmbedder(Protocol):
     """Emotion sequences ("joy__surprise__neutral") → one vector each, ``(N, D)`` float32."""
+
+    dim: int
 
     def __call__(self, sequences: Sequence[str]) -> np.ndarray: ...
 

@@ -7,13 +7,21 @@ A model stage (ASR, audio emotion, text emotion, sequence embedder, ...) subclas
   model", "--text-model"), ``required_files`` (checked before loading) and ``cpu_bf16``
   (whether ``dtype=auto`` may pick bfloat16 on CPUs with native bf16);
 * ``load(path)``: build the model from a local folder (found by :func:`resolve_model_dir`);
+* ``options()``: the settings that change what it computes (they go into its provenance);
 * ``preprocess`` → ``_forward`` → ``postprocess`` for one batch; :meth:`run` chains them
   under ``torch.inference_mode``; the stage's public methods batch and call :meth:`run`.
+
+A stage whose library runs the model itself (faster-whisper, transformers' ASR pipeline)
+still writes the three steps: what goes in, the library call, what comes out. A backend
+with its own compute types (CTranslate2's ``int8``) overrides :meth:`compute_dtype`; weights
+that are not a folder (a package's) override ``_load`` and :meth:`provenance`.
 
 The base owns the spec, device and dtype, the process-wide :data:`MODEL_CACHE` (two
 stages with the same model share it), folder resolution and provenance (which never
 loads a model). Thread counts are not a stage's business: entry points set them
-(:func:`emoflow.models.set_cpu_threads`).
+(:func:`emoflow.models.set_cpu_threads`); a stage reads them (CTranslate2's pool follows the
+caller's count) and never leaves them changed (Silero VAD runs each call on one thread and
+restores the caller's count).
 
 Adding a stage: subclass, set the class attributes, write ``load`` and the three steps,
 and add a Protocol for its contract in :mod:`emoflow.protocols` if the pipeline uses it.
@@ -25,15 +33,8 @@ from collections.abc import Hashable, Mapping
 from pathlib import Path
 from typing import Any, ClassVar, Generic, TypeVar
 
-from emoflow.models import (
-    MODEL_CACHE,
-    ModelSpec,
-    Provenance,
-    model_provenance,
-    resolve_device,
-    resolve_dtype,
-    resolve_model_dir,
-)
+from emoflow.models import MODEL_CACHE, ModelSpec, resolve_device, resolve_dtype, resolve_model_dir
+from emoflow.provenance import Provenance, model_provenance
 
 Loaded = TypeVar("Loaded")
 
@@ -48,12 +49,20 @@ class ModelStage(Generic[Loaded]):
     cpu_bf16: ClassVar[bool] = False
 
     def __init__(self, spec: ModelSpec | str, *, loaded: Loaded | None = None) -> None:
+        """Resolve device and dtype, then take ``loaded`` (a model built by the caller: tests,
+        notebooks) or the cached model, loading it on first use. A subclass sets what
+        :meth:`load` and :meth:`options` need before calling this."""
         self.spec = ModelSpec(spec) if isinstance(spec, str) else spec
         self.device = resolve_device(self.spec.device)
-        self.dtype = resolve_dtype(self.spec.dtype, self.device, cpu_bf16=self.cpu_bf16)
+        self.dtype = self.compute_dtype()
         self.loaded: Loaded = loaded if loaded is not None else MODEL_CACHE.get(self.cache_key(), self._load)
 
     # ---- loading -------------------------------------------------------------------------
+    def compute_dtype(self) -> Any:
+        """The dtype the model computes in: a torch dtype from ``spec.dtype`` (``auto``: see
+        :func:`~emoflow.models.resolve_dtype`); a backend with its own types overrides this."""
+        return resolve_dtype(self.spec.dtype, self.device, cpu_bf16=self.cpu_bf16)
+
     def cache_key(self) -> Hashable:
         """What determines the loaded model (a stage with load-time options adds them)."""
         return (self.kind, self.spec.id, self.spec.revision, self.device, str(self.dtype))
@@ -79,6 +88,7 @@ class ModelStage(Generic[Loaded]):
         return model_provenance(self.spec, **self.options())
 
     def describe(self) -> dict[str, Any]:
+        """:meth:`provenance` as the JSON record results store."""
         return self.provenance().to_dict()
 
     @property

@@ -13,7 +13,7 @@ from emoflow.asr.transcript_io import read_transcript
 from emoflow.audio.io import Audio, load_audio
 from emoflow.config import AsrConfig
 from emoflow.types import TimeSpan
-from tests.conftest import need_shared, run_cli, speech_files
+from tests.helpers import need_shared, run_cli, speech_files
 
 pytestmark = pytest.mark.slow
 
@@ -67,7 +67,7 @@ def test_multilingual_replica_runs_the_crisperwhisper_code_path(replicas, jfk):
     from emoflow.asr.whisper_hf import HFWhisperTranscriber
 
     t = HFWhisperTranscriber(str(replicas["whisper"]), AsrConfig(language="en", batch_size=2))
-    assert t.multilingual and t._generate_kwargs()["language"] == "en"
+    assert t.multilingual and t.generate_kwargs()["language"] == "en"
     out = t(jfk)  # random weights: any text, but the words must be well formed and in the recording
     for w in out.words:
         assert 0 <= w.start <= w.end <= jfk.duration
@@ -149,6 +149,92 @@ def test_faster_whisper_gets_our_pieces_as_clip_timestamps_and_no_vad_of_its_own
     assert asr(audio, []).words == () and len(fake.calls) == 1  # no speech: nothing decoded
 
 
+class _FixedVad:
+    """A speech detector that always finds the same regions, and counts its calls."""
+
+    def __init__(self, regions: list[TimeSpan]) -> None:
+        self.regions, self.calls = regions, 0
+
+    def __call__(self, audio):
+        self.calls += 1
+        return self.regions
+
+
+@pytest.fixture
+def fake_ct2(monkeypatch, tmp_path):
+    """A CTranslate2 model folder, and faster_whisper.WhisperModel replaced by a recorder."""
+    import sys
+    import types
+
+    import emoflow.stage
+    from emoflow.models import ModelCache
+
+    built: list[_RecordingFasterWhisper] = []
+
+    class FakeWhisperModel(_RecordingFasterWhisper):
+        def __init__(self, path: str, **kwargs) -> None:
+            super().__init__()
+            self.kwargs = kwargs
+            built.append(self)
+
+    monkeypatch.setitem(sys.modules, "faster_whisper", types.SimpleNamespace(WhisperModel=FakeWhisperModel))
+    monkeypatch.setattr(emoflow.stage, "MODEL_CACHE", ModelCache())
+    folder = tmp_path / "ct2-model"
+    folder.mkdir()
+    (folder / "model.bin").write_bytes(b"\0" * 11)
+    return folder, built
+
+
+def test_make_transcriber_builds_the_backend_with_the_given_vad(fake_ct2):
+    from emoflow.asr import make_transcriber
+    from emoflow.asr.whisper_ct2 import CT2WhisperTranscriber
+    from emoflow.protocols import Transcriber
+
+    folder, built = fake_ct2
+    vad = _FixedVad([TimeSpan(3.0, 5.5)])
+    asr = make_transcriber("ct2", str(folder), AsrConfig(language="en"), vad=vad)
+    assert isinstance(asr, CT2WhisperTranscriber) and isinstance(asr, Transcriber)
+    assert asr.vad is vad and asr.dtype_name == "int8" and built[0].kwargs["compute_type"] == "int8"
+    asr(Audio(np.zeros(16000 * 10, np.float32)))  # no regions given: the transcriber's vad finds them
+    assert vad.calls == 1 and built[0].calls[0]["clip_timestamps"] == pytest.approx([2.8, 5.7])
+    asr(Audio(np.zeros(16000 * 10, np.float32)), [TimeSpan(1.0, 2.0)])  # regions given: no vad call
+    assert vad.calls == 1 and len(built) == 1
+
+
+def test_a_transcriber_without_a_vad_builds_silero_on_first_use(fake_ct2):
+    from emoflow.asr.whisper_ct2 import CT2WhisperTranscriber
+    from emoflow.audio.vad import SpeechDetector
+
+    asr = CT2WhisperTranscriber(str(fake_ct2[0]))
+    assert isinstance(asr.vad, SpeechDetector) and asr.vad is asr.vad
+
+
+def test_transcriber_provenance_names_backend_and_pause_rule_without_loading(fake_ct2):
+    from emoflow.asr import asr_provenance, make_transcriber
+    from emoflow.errors import ConfigError
+    from emoflow.models import directory_digest
+
+    folder, built = fake_ct2
+    config = AsrConfig(language="en")
+    rec = make_transcriber("faster-whisper", str(folder), config).provenance()
+    assert rec.to_dict() == {
+        "backend": "faster-whisper",
+        "pause_adjust": False,
+        "id": str(folder),
+        "revision": directory_digest(folder),
+        "requested_revision": None,
+        "source": "local",
+    }
+    assert asr_provenance("ct2", str(folder), config).to_dict() == rec.to_dict()  # from the settings
+    crisper = asr_provenance("transformers", "nyrahealth/CrisperWhisper")  # nothing loaded or fetched
+    assert crisper.options == {"backend": "transformers", "pause_adjust": True}
+    off = asr_provenance("transformers", "nyrahealth/CrisperWhisper", AsrConfig(pause_adjust=False))
+    assert off.options["pause_adjust"] is False
+    with pytest.raises(ConfigError, match="unknown ASR backend"):
+        make_transcriber("whisper.cpp", str(folder))
+    assert len(built) == 1
+
+
 # -- word timestamps without every attention map (issue 16, item 3) --
 
 
@@ -178,8 +264,8 @@ def _chunks(pipe, audio, generate_kwargs):
 )
 def test_word_times_match_transformers_own_method(hf_asr, stock_pipe, name):
     audio = load_audio(need_shared("audio", *name.split("/")))
-    ours = _chunks(hf_asr.pipe, audio, hf_asr._generate_kwargs())
-    ref = _chunks(stock_pipe, audio, hf_asr._generate_kwargs())
+    ours = _chunks(hf_asr.pipe, audio, hf_asr.generate_kwargs())
+    ref = _chunks(stock_pipe, audio, hf_asr.generate_kwargs())
     assert [c[0] for c in ours] == [c[0] for c in ref] and len(ours) > 5
     for (_, s1, e1), (_, s2, e2) in zip(ours, ref, strict=True):
         assert abs(s1 - s2) <= 0.02 and abs(e1 - e2) <= 0.02
@@ -214,7 +300,7 @@ def test_word_timestamps_from_two_threads_match_sequential_runs(hf_asr, jfk):
 
     other = load_audio(need_shared("audio", "speech", "three_moods.wav"))
     inputs = [jfk, other]
-    kw = hf_asr._generate_kwargs()
+    kw = hf_asr.generate_kwargs()
     sequential = [_chunks(hf_asr.pipe, a, kw) for a in inputs]
     with ThreadPoolExecutor(2) as pool:
         parallel = list(pool.map(lambda a: _chunks(hf_asr.pipe, a, kw), inputs))

@@ -6,6 +6,7 @@ import numpy as np
 import pytest
 
 from emoflow.errors import ConfigError, ModelUnavailableError
+from emoflow.models import ModelSpec
 from emoflow.text.embeddings import EmotionWord2Vec, SequenceEncoder, documents_from_corpus
 from emoflow.text.emotion import TextEmotionClassifier
 from emoflow.text.sequences import emotion_sequence, sequence_tokens
@@ -71,11 +72,48 @@ def test_extraction_cls_and_layers(encoder, replicas):
     )
     np.testing.assert_allclose(layers(seqs), cls, atol=1e-5)  # all weight on the last layer = CLS
     mean4 = SequenceEncoder(str(replicas["distilbert"]), pooling="layers")
-    assert mean4.describe()["layers"] == [-4, -3, -2, -1] and mean4(seqs).shape == cls.shape
+    assert mean4.provenance().options["layers"] == [-4, -3, -2, -1] and mean4(seqs).shape == cls.shape
     with pytest.raises(ConfigError):
         SequenceEncoder(str(replicas["distilbert"]), pooling="layers", layers=(-1,), weights=(1.0, 2.0))
     with pytest.raises(ConfigError, match="does not exist"):
         SequenceEncoder(str(replicas["distilbert"]), pooling="layers", layers=(-9,))
+
+
+def test_provenance_is_known_from_the_settings_alone(clf, encoder, replicas):
+    """What a stage reports equals what the settings give without building it (results, the
+    feature cache and fusion checkpoints use the latter)."""
+    from emoflow.models import directory_digest
+    from emoflow.text.embeddings import embedding_provenance
+
+    rec = clf.provenance()
+    assert (rec.id, rec.revision, rec.source) == (
+        str(replicas["text-emotion"]),
+        directory_digest(replicas["text-emotion"]),
+        "local",
+    )
+    assert rec == ModelSpec(str(replicas["text-emotion"])).record() and not rec.options
+    spec = ModelSpec(str(replicas["distilbert"]))
+    assert encoder.describe() == embedding_provenance("cls", spec=spec).to_dict()
+    layers = SequenceEncoder(spec, pooling="layers", layers=(-3, -1), weights=(1.0, 3.0))
+    want = embedding_provenance("layers", spec=spec, layers=(-3, -1), weights=(1.0, 3.0))
+    assert layers.provenance().to_dict() == want.to_dict()
+    assert want.options == {
+        "method": "extraction",
+        "pooling": "layers",
+        "layers": [-3, -1],
+        "weights": [0.25, 0.75],
+    }
+
+
+def test_stages_run_on_a_given_model_and_tokenizer(clf, encoder):
+    """Built by the caller (tests, notebooks): the spec only names the model, nothing loads."""
+    spec = ModelSpec("org/never-downloaded", offline=True)
+    given = TextEmotionClassifier(spec, model=clf.model, tokenizer=clf.tokenizer)
+    np.testing.assert_allclose(given.scores(SENTENCES[:3]), clf.scores(SENTENCES[:3]), atol=1e-6)
+    seqs = ["joy__surprise__neutral", "fear__fear__fear"]
+    other = SequenceEncoder(spec, model=encoder.model, tokenizer=encoder.tokenizer)
+    np.testing.assert_allclose(other(seqs), encoder(seqs), atol=1e-6)
+    assert given.provenance().revision is None  # not in any cache, offline: unknown, not an error
 
 
 def corpus_docs():
@@ -89,10 +127,16 @@ def test_word2vec_generation_is_reproducible_and_saved(tmp_path):
     b = EmotionWord2Vec.train(corpus_docs(), vector_size=8, epochs=20, seed=3)
     seqs = ["joy__surprise__neutral", "anger__disgust__neutral"]
     np.testing.assert_array_equal(a(seqs), b(seqs))
+    assert b.provenance().source == "given" and b.provenance().revision is None  # not saved anywhere
     a.save(tmp_path / "scheme")
     loaded = EmotionWord2Vec.load(tmp_path / "scheme")
     np.testing.assert_allclose(loaded(seqs), a(seqs))
-    assert loaded.describe()["algorithm"] == "word2vec-skipgram"
+    rec = loaded.provenance()
+    assert rec.options["algorithm"] == "word2vec-skipgram" and "vocabulary" not in rec.options
+    assert rec.source == "local" and rec.revision.startswith("sha256:")
+    # saved, loaded or only read: the same record
+    assert a.describe() == rec.to_dict() == EmotionWord2Vec.scheme_provenance(tmp_path / "scheme").to_dict()
+    assert "path" not in json.loads((tmp_path / "scheme" / "scheme.json").read_text())
     # position weighting: the first token weighs most
     v = a.vectors
     expected = (3 * v["joy"] + 2 * v["surprise"] + 1 * v["neutral"]) / 6
@@ -119,7 +163,7 @@ def test_documents_from_corpus_keeps_document_order():
 
 
 def test_cli_emotion_corpus_and_train_embeddings(tmp_path, replicas):
-    from tests.conftest import run_cli
+    from tests.helpers import run_cli
 
     (tmp_path / "a.txt").write_text(
         "I am so happy today! Dr. Smith said it's fine.\n\nBut then I felt sad. Why?"
@@ -146,7 +190,7 @@ def test_cli_emotion_corpus_and_train_embeddings(tmp_path, replicas):
 
 
 def test_cli_missing_model_offline_exits_4(tmp_path):
-    from tests.conftest import run_cli
+    from tests.helpers import run_cli
 
     (tmp_path / "a.txt").write_text("Hello.")
     r = run_cli(

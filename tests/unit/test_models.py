@@ -1,12 +1,15 @@
+import json
 import os
 import time
 from pathlib import Path
+from typing import ClassVar
 
 import numpy as np
 import pytest
 
 from emoflow.errors import ModelUnavailableError
 from emoflow.models import ModelCache, ModelSpec, resolve_device, resolve_model_dir
+from emoflow.stage import ModelStage
 
 
 def test_local_directory_is_used_as_is(tmp_path):
@@ -55,10 +58,18 @@ def test_cache_loads_once():
     assert len(calls) == 1 and len(cache) == 1
 
 
-def test_auto_device_is_cpu_here():
+def test_auto_device_picks_cuda_only_when_a_gpu_is_visible(monkeypatch):
     import torch
 
-    assert resolve_device("auto") == ("cuda" if torch.cuda.is_available() else "cpu")
+    from emoflow.errors import ConfigError
+
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    assert resolve_device("auto") == "cpu" and resolve_device("cpu") == "cpu"
+    with pytest.raises(ConfigError, match="no CUDA GPU is visible"):
+        resolve_device("cuda:0")
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    assert resolve_device("auto") == "cuda" and resolve_device("cuda:1") == "cuda:1"
+    assert resolve_device("cpu") == "cpu"  # asked for explicitly: the CPU even with a GPU
 
 
 # ---- thread policy (issue 10.3) -------------------------------------------------------------
@@ -130,7 +141,7 @@ def test_local_directory_content_hash_is_stable_and_follows_the_weights(tmp_path
 
 
 def test_content_hash_is_computed_once_per_folder_state_and_writes_nothing(tmp_path, monkeypatch):
-    import emoflow.models as m
+    import emoflow.provenance as m
 
     d = make_model_dir(tmp_path / "ro", weights=2047)
     calls = []
@@ -228,3 +239,87 @@ def test_a_loaded_local_model_keeps_the_hash_of_what_was_loaded(tmp_path):
     assert ModelSpec(str(d)).provenance()["revision"] == loaded
     resolve_model_dir(ModelSpec(str(d)), ["config.json"])  # loaded again (a cleared cache): the new weights
     assert ModelSpec(str(d)).provenance()["revision"] == directory_digest(d)
+
+
+def test_provenance_record_round_trips_through_json():
+    from emoflow.errors import InputError
+    from emoflow.models import Provenance
+
+    rec = Provenance("org/m", COMMIT_A, "main", "hub", {"backend": "transformers", "pause_adjust": True})
+    back = Provenance.from_dict(json.loads(json.dumps(rec.to_dict())))
+    assert back == rec and back.options == rec.options
+    assert Provenance.from_dict({"id": "m", "revision": None}).source == "hub"
+    with pytest.raises(InputError, match="not a model record"):
+        Provenance.from_dict({"id": "m", "revision": None, "source": "elsewhere"})
+
+
+# ---- the model-stage base (issue 12) ----------------------------------------------------------
+
+
+class ToyStage(ModelStage[dict]):
+    """A stage on a model that is a dict from the folder's config; doubles numbers."""
+
+    kind = "toy"
+    what = "toy model"
+    flag = "--toy-model"
+    required_files = ("config.json",)
+    loads: ClassVar[list] = []  # the folders load() was called with (each test starts a fresh list)
+
+    def __init__(self, spec, *, factor: int = 1, loaded=None):
+        self.factor = factor
+        super().__init__(spec, loaded=loaded)
+
+    def load(self, path):
+        self.loads.append(path)
+        return json.loads((path / "config.json").read_text())
+
+    def options(self):
+        return {"factor": self.factor}
+
+    def preprocess(self, xs):
+        import torch
+
+        return torch.tensor(xs, dtype=self.dtype)
+
+    def _forward(self, batch):
+        import torch
+
+        assert torch.is_inference_mode_enabled()
+        return batch * self.loaded["hidden_size"] * self.factor
+
+    def postprocess(self, out):
+        return out.tolist()
+
+
+def test_model_stage_loads_once_per_model_and_runs_its_three_steps(tmp_path, monkeypatch):
+    import torch
+
+    import emoflow.stage
+
+    monkeypatch.setattr(emoflow.stage, "MODEL_CACHE", ModelCache())
+    monkeypatch.setattr(ToyStage, "loads", [])
+    d = make_model_dir(tmp_path / "toy")
+    a = ToyStage(ModelSpec(str(d), device="cpu"))
+    b = ToyStage(str(d), factor=2)  # the same model: loaded once, shared
+    assert ToyStage.loads == [d] and a.loaded is b.loaded
+    assert a.dtype == torch.float32 and a.dtype_name == "float32"
+    assert b.run([1.0, 2.0]) == [48.0, 96.0]
+    given = ToyStage(str(d), loaded={"hidden_size": 1})  # a model built by the caller: no load
+    assert given.run([3.0]) == [3.0] and ToyStage.loads == [d]
+    with pytest.raises(ModelUnavailableError, match="toy model directory .* lacks config.json"):
+        ToyStage(str(tmp_path))
+
+
+def test_model_stage_provenance_loads_nothing(tmp_path, monkeypatch):
+    from emoflow.provenance import directory_digest
+
+    d = make_model_dir(tmp_path / "toy", weights=1777)
+    stage = ToyStage(str(d), factor=3, loaded={"hidden_size": 1})
+    rec = stage.provenance()
+    assert (rec.id, rec.revision, rec.source, dict(rec.options)) == (
+        str(d),
+        directory_digest(d),
+        "local",
+        {"factor": 3},
+    )
+    assert stage.describe() == rec.to_dict()

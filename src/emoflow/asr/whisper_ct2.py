@@ -7,118 +7,92 @@ the same pieces and passed as ``clip_timestamps``; faster-whisper's own ``vad_fi
 off (it would pick its own regions, so the two backends would transcribe different audio).
 Words come back with times (in the recording) and probabilities and get the same repairs as
 every other transcript.
+
+faster-whisper runs the model itself; as a :class:`~emoflow.asr.base.TranscriberStage` the steps
+map as: ``preprocess`` = speech regions → pieces (→ ``clip_timestamps``), ``_forward`` =
+``WhisperModel.transcribe`` on those clips (its lazy segments consumed there) → raw words,
+``postprocess`` = repairs → transcript. The loaded model is the ``WhisperModel`` (``model=``:
+one built by the caller); its compute type is ``spec.dtype``, or for ``auto`` float16 on CUDA
+and int8 on the CPU.
 """
 
 from __future__ import annotations
 
 import logging
-from collections.abc import Sequence
-from typing import Any
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
-from emoflow.asr.base import group_regions
-from emoflow.asr.transcript_io import RawWord, repair_words
-from emoflow.audio.io import Audio
+from emoflow.asr.base import Decoded, Pieces, TranscriberStage
+from emoflow.asr.repair import RawWord
 from emoflow.config import AsrConfig
 from emoflow.errors import ConfigError
-from emoflow.models import MODEL_CACHE, ModelSpec, resolve_device, resolve_model_dir
-from emoflow.types import TimeSpan, Transcript
+from emoflow.models import ModelSpec
+
+if TYPE_CHECKING:
+    from emoflow.protocols import SpeechRegions
 
 log = logging.getLogger(__name__)
 
 
-class CT2WhisperTranscriber:
+class CT2WhisperTranscriber(TranscriberStage[Any]):
     """Stage: audio → transcript with word times, through faster-whisper."""
 
+    kind = "asr-ct2"
+    backend = "faster-whisper"
+    what = "CTranslate2 Whisper model"
+    required_files = ("model.bin",)
+
     def __init__(
-        self, spec: ModelSpec | str, config: AsrConfig | None = None, *, model: Any = None, vad: Any = None
+        self,
+        spec: ModelSpec | str,
+        config: AsrConfig | None = None,
+        *,
+        vad: SpeechRegions | None = None,
+        model: Any = None,
     ) -> None:
-        self.spec = ModelSpec(spec) if isinstance(spec, str) else spec
-        self.config = config or AsrConfig()
-        self.device = resolve_device(self.spec.device)
-        if model is None:
-            key = ("asr-ct2", self.spec.id, self.spec.revision, self.device, self.spec.dtype)
-            model = MODEL_CACHE.get(key, self._load)
-        self.model = model
-        self.pause_adjust = (
-            self.config.pause_adjust
-            if self.config.pause_adjust is not None
-            else "crisper" in self.spec.id.lower()
-        )
-        self._vad = vad
+        super().__init__(spec, config, vad=vad, loaded=model)
 
-    @property
-    def vad(self) -> Any:
-        if self._vad is None:
-            from emoflow.audio.vad import SpeechDetector
+    def compute_dtype(self) -> str:
+        """CTranslate2's compute type: ``spec.dtype`` as given; ``auto`` is float16 on CUDA, int8 on CPU."""
+        if self.spec.dtype != "auto":
+            return self.spec.dtype
+        return "float16" if self.device.startswith("cuda") else "int8"
 
-            self._vad = SpeechDetector()
-        return self._vad
-
-    def _load(self) -> Any:
+    def load(self, path: Path) -> Any:
         try:
             from faster_whisper import WhisperModel
         except ImportError as e:
             raise ConfigError("the faster-whisper backend needs `pip install emoflow[ct2]`") from e
         import torch
 
-        path = resolve_model_dir(
-            self.spec, ["model.bin"], what="CTranslate2 Whisper model", flag="--asr-model"
-        )
-        compute = (
-            self.spec.dtype
-            if self.spec.dtype != "auto"
-            else ("float16" if self.device.startswith("cuda") else "int8")
-        )
         # CTranslate2 has its own thread pool: size it by the caller's torch setting (the entry
         # point's thread policy, e.g. 1 in a Ray actor) rather than every core of the machine
-        threads = torch.get_num_threads()
         return WhisperModel(
             str(path),
             device="cuda" if self.device.startswith("cuda") else "cpu",
-            compute_type=compute,
-            cpu_threads=threads,
+            compute_type=self.dtype,
+            cpu_threads=torch.get_num_threads(),
         )
 
-    def describe(self) -> dict[str, Any]:
-        return {"backend": "faster-whisper", **self.spec.provenance(), "pause_adjust": self.pause_adjust}
+    @property
+    def model(self) -> Any:
+        """The faster-whisper ``WhisperModel``."""
+        return self.loaded
 
-    def __call__(self, audio: Audio, speech: Sequence[TimeSpan] | None = None) -> Transcript:
-        """Transcribe the speech in ``audio`` (``speech``: precomputed VAD regions)."""
-        if speech is None:
-            speech = self.vad(audio)
-        pieces = group_regions(
-            speech, self.config.max_segment_s, self.config.max_gap_s, duration=audio.duration
-        )
-        if not pieces:  # an empty clip list would make faster-whisper decode the whole file
+    def _forward(self, batch: Pieces) -> Decoded:
+        if not batch.pieces:  # an empty clip list would make faster-whisper decode the whole file
             english_only = not getattr(getattr(self.model, "model", None), "is_multilingual", True)
-            return Transcript((), "en" if english_only else self.config.language)
+            return Decoded(batch.audio, [], "en" if english_only else self.config.language)
         segments, info = self.model.transcribe(
-            audio.samples,
+            batch.audio.samples,
             language=self.config.language,
             word_timestamps=True,
             beam_size=self.config.beam_size,
             vad_filter=False,
-            clip_timestamps=[t for p in pieces for t in (p.start, p.end)],
+            clip_timestamps=[t for p in batch.pieces for t in (p.start, p.end)],
             condition_on_previous_text=False,
         )
-        raw = [RawWord(w.word, w.start, w.end, w.probability) for seg in segments for w in (seg.words or [])]
-        words = repair_words(
-            raw,
-            audio_duration=audio.duration,
-            drop_fillers=self.config.drop_fillers,
-            pause_adjust=self.pause_adjust,
-            whisper_spacing=True,
-            name=self.spec.id,
-        )
-        return Transcript(tuple(words), info.language)
-
-
-def make_transcriber(backend: str, spec: ModelSpec | str, config: AsrConfig | None = None) -> Any:
-    """The transcriber for a backend name (``transformers`` or ``faster-whisper``)."""
-    if backend == "transformers":
-        from emoflow.asr.whisper_hf import HFWhisperTranscriber
-
-        return HFWhisperTranscriber(spec, config)
-    if backend in ("faster-whisper", "ct2"):
-        return CT2WhisperTranscriber(spec, config)
-    raise ConfigError(f"unknown ASR backend {backend!r}; use transformers or faster-whisper")
+        words = [
+            RawWord(w.word, w.start, w.end, w.probability) for seg in segments for w in (seg.words or [])
+        ]
+        return Decoded(batch.audio, words, info.language)

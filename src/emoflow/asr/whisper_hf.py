@@ -7,8 +7,14 @@ the pipeline's chunked long-form mode. Word times come from transformers' own DT
 alignment heads' cross-attentions, but those are computed by one teacher-forced decoder pass
 instead of keeping every attention map during generation (see
 :mod:`emoflow.asr.word_alignment`: the same times, a bounded memory). Word times are offset
-back to the recording and repaired (see :mod:`emoflow.asr.transcript_io`); CrisperWhisper's
+back to the recording and repaired (see :mod:`emoflow.asr.repair`); CrisperWhisper's
 pause rule is applied to CrisperWhisper models.
+
+As a :class:`~emoflow.asr.base.TranscriberStage`: ``preprocess`` = speech regions → pieces,
+``_forward`` = the transformers pipeline on the pieces (:meth:`HFWhisperTranscriber.transcribe_pieces`:
+pieces up to 30 s together, longer ones in 30 s windows) → raw words in the recording,
+``postprocess`` = repairs → transcript. The loaded model is the transformers pipeline
+(``pipeline=``: one built by the caller).
 
 Licences: CrisperWhisper (the default) is CC BY-NC 4.0 — non-commercial use only;
 ``openai/whisper-large-v3-turbo`` (MIT) is the permissive choice.
@@ -18,45 +24,40 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Sequence
-from typing import Any
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
-from emoflow.asr.base import group_regions
-from emoflow.asr.transcript_io import RawWord, repair_words
+from emoflow.asr.base import Decoded, Pieces, TranscriberStage
+from emoflow.asr.repair import RawWord
 from emoflow.asr.word_alignment import install as install_low_memory_alignment
 from emoflow.audio.io import TARGET_RATE, Audio
 from emoflow.config import DEFAULT_ASR_MODEL, AsrConfig
 from emoflow.errors import ModelError
-from emoflow.models import (
-    MODEL_CACHE,
-    ModelSpec,
-    resolve_device,
-    resolve_dtype,
-    resolve_model_dir,
-)
-from emoflow.types import TimeSpan, Transcript
+from emoflow.models import ModelSpec
+from emoflow.types import TimeSpan
+
+if TYPE_CHECKING:
+    from emoflow.protocols import SpeechRegions
 
 log = logging.getLogger(__name__)
 
 
-class HFWhisperTranscriber:
+class HFWhisperTranscriber(TranscriberStage[Any]):
     """Stage: audio → transcript with word times, through ``transformers``' ASR pipeline."""
+
+    kind = "asr-hf"
+    backend = "transformers"
+    required_files = ("config.json",)
 
     def __init__(
         self,
         spec: ModelSpec | str = DEFAULT_ASR_MODEL,
         config: AsrConfig | None = None,
         *,
+        vad: SpeechRegions | None = None,
         pipeline: Any = None,
-        vad: Any = None,
     ) -> None:
-        self.spec = ModelSpec(spec) if isinstance(spec, str) else spec
-        self.config = config or AsrConfig()
-        self.device = resolve_device(self.spec.device)
-        self.dtype = resolve_dtype(self.spec.dtype, self.device)
-        if pipeline is None:
-            key = ("asr-hf", self.spec.id, self.spec.revision, self.device, str(self.dtype))
-            pipeline = MODEL_CACHE.get(key, self._load)
-        self.pipe = pipeline
+        super().__init__(spec, config, vad=vad, loaded=pipeline)
         gen = self.pipe.model.generation_config
         if not getattr(gen, "alignment_heads", None):
             raise ModelError(
@@ -70,37 +71,29 @@ class HFWhisperTranscriber:
                 self.spec.id,
             )
         self.multilingual = bool(getattr(gen, "is_multilingual", False))
-        self.pause_adjust = (
-            self.config.pause_adjust
-            if self.config.pause_adjust is not None
-            else "crisper" in self.spec.id.lower()
-        )
-        self._vad = vad
 
-    def _load(self) -> Any:
+    def load(self, path: Path) -> Any:
         from transformers import pipeline
 
-        path = resolve_model_dir(self.spec, ["config.json"], what="ASR model", flag="--asr-model")
         return pipeline("automatic-speech-recognition", model=str(path), device=self.device, dtype=self.dtype)
 
     @property
-    def vad(self) -> Any:
-        if self._vad is None:
-            from emoflow.audio.vad import SpeechDetector
+    def pipe(self) -> Any:
+        """The transformers ASR pipeline."""
+        return self.loaded
 
-            self._vad = SpeechDetector()
-        return self._vad
-
-    def describe(self) -> dict[str, Any]:
-        return {"backend": "transformers", **self.spec.provenance(), "pause_adjust": self.pause_adjust}
-
-    def _generate_kwargs(self) -> dict[str, Any]:
+    def generate_kwargs(self) -> dict[str, Any]:
+        """The decoding settings passed to ``generate`` (beams; task and language when multilingual)."""
         kw: dict[str, Any] = {"num_beams": self.config.beam_size}
         if self.multilingual:
             kw["task"] = "transcribe"
             if self.config.language:
                 kw["language"] = self.config.language
         return kw
+
+    def _forward(self, batch: Pieces) -> Decoded:
+        words = self.transcribe_pieces(batch.audio, batch.pieces)
+        return Decoded(batch.audio, words, self.config.language if self.multilingual else "en")
 
     def transcribe_pieces(self, audio: Audio, pieces: Sequence[TimeSpan]) -> list[RawWord]:
         """Raw words of each piece, times offset to the recording."""
@@ -120,7 +113,7 @@ class HFWhisperTranscriber:
                 inputs,
                 return_timestamps="word",
                 batch_size=self.config.batch_size,
-                generate_kwargs=self._generate_kwargs(),
+                generate_kwargs=self.generate_kwargs(),
                 **extra,
             )
             for i, r in zip(idx, res, strict=True):
@@ -137,22 +130,3 @@ class HFWhisperTranscriber:
                     )
                 )
         return words
-
-    def __call__(self, audio: Audio, speech: Sequence[TimeSpan] | None = None) -> Transcript:
-        """Transcribe the speech in ``audio`` (``speech``: precomputed VAD regions)."""
-        if speech is None:
-            speech = self.vad(audio)
-        pieces = group_regions(
-            speech, self.config.max_segment_s, self.config.max_gap_s, duration=audio.duration
-        )
-        raw = self.transcribe_pieces(audio, pieces)
-        words = repair_words(
-            raw,
-            audio_duration=audio.duration,
-            drop_fillers=self.config.drop_fillers,
-            pause_adjust=self.pause_adjust,
-            whisper_spacing=True,
-            name=self.spec.id,
-        )
-        language = self.config.language if self.multilingual else "en"
-        return Transcript(tuple(words), language)

@@ -3,6 +3,11 @@
 Silero is a neural VAD trained on noisy, multi-language data; unlike an energy gate it
 holds up under background noise, which is what sentence-boundary refinement and
 speech-only transcription need.
+
+A :class:`~emoflow.stage.ModelStage` whose weights ship in a package: no folder to resolve
+(``_load`` imports the package's model), and its provenance is the package's version.
+``preprocess`` = samples → tensor, ``_forward`` = Silero over the recording (one thread, one
+call at a time in the process), ``postprocess`` = sample indices → seconds.
 """
 
 from __future__ import annotations
@@ -15,12 +20,19 @@ from typing import Any
 import numpy as np
 
 from emoflow.audio.io import TARGET_RATE, Audio
+from emoflow.models import ModelSpec
+from emoflow.provenance import Provenance, package_provenance
+from emoflow.stage import ModelStage
 from emoflow.types import TimeSpan
 
 log = logging.getLogger(__name__)
 
+SILERO = "silero-vad"  # the model's id in results, and the package that ships it
 
-_THREADS_LOCK = threading.Lock()
+# One VAD call at a time in the process: the thread count is process-wide, so it is read,
+# lowered and restored under one lock (two calls interleaving would leave it at 1), and the
+# JIT model (one per process, shared through the model cache) keeps recurrent state.
+_VAD_LOCK = threading.Lock()
 
 
 @dataclass(frozen=True)
@@ -31,43 +43,61 @@ class VadConfig:
     speech_pad_ms: int = 30
 
 
-class SpeechDetector:
-    """Finds the speech regions of a recording. The model loads once, in the constructor."""
+class SpeechDetector(ModelStage[Any]):
+    """Finds the speech regions of a recording. The model loads once, in the constructor
+    (``model``: one built by the caller)."""
+
+    kind = "vad"
+    what = "Silero VAD"
 
     def __init__(self, config: VadConfig | None = None, model: Any = None) -> None:
         self.config = config or VadConfig()
-        if model is None:
-            import torch
+        super().__init__(ModelSpec(SILERO, device="cpu", dtype="float32"), loaded=model)
 
-            threads = torch.get_num_threads()
-            try:  # importing silero_vad calls torch.set_num_threads(1) for the whole process
-                from silero_vad import load_silero_vad
+    def _load(self) -> Any:
+        import torch
 
-                model = load_silero_vad()
-            finally:
-                torch.set_num_threads(threads)  # loading a model never changes the caller's policy
-        self.model = model
-        self._lock = threading.Lock()  # the JIT model keeps recurrent state: one caller at a time
+        threads = torch.get_num_threads()
+        try:  # importing silero_vad calls torch.set_num_threads(1) for the whole process
+            from silero_vad import load_silero_vad
+
+            return load_silero_vad()
+        finally:
+            torch.set_num_threads(threads)  # loading a model never changes the caller's policy
+
+    @property
+    def model(self) -> Any:
+        return self.loaded
+
+    def provenance(self) -> Provenance:
+        """The weights are the package's: its version."""
+        return package_provenance(SILERO, SILERO)
 
     def __call__(self, audio: Audio | np.ndarray) -> list[TimeSpan]:
         """Speech regions, in seconds, in time order."""
-        import torch
-        from silero_vad import get_speech_timestamps
-
         samples = audio.samples if isinstance(audio, Audio) else audio
         if len(samples) == 0:
             return []
+        return self.run(samples)
+
+    def preprocess(self, samples: np.ndarray) -> Any:
+        import torch
+
+        return torch.from_numpy(np.ascontiguousarray(samples, dtype=np.float32))
+
+    def _forward(self, wav: Any) -> list[dict[str, int]]:
+        import torch
+        from silero_vad import get_speech_timestamps
+
         c = self.config
-        # one VAD call at a time in the process: the thread count is process-wide, so it is read,
-        # lowered and restored under one lock (two calls interleaving would leave it at 1)
-        with _THREADS_LOCK, self._lock, torch.inference_mode():
+        with _VAD_LOCK:
             threads = torch.get_num_threads()
             # thousands of tiny calls (one per 32 ms): one thread is faster, and much faster when the
-            # cores are shared (OpenMP threads spin-wait on every call)
+            # cores are shared (OpenMP threads spin-wait on every call); the caller's count comes back
             torch.set_num_threads(1)
             try:
-                regions = get_speech_timestamps(
-                    torch.from_numpy(np.ascontiguousarray(samples, dtype=np.float32)),
+                return get_speech_timestamps(
+                    wav,
                     self.model,
                     sampling_rate=TARGET_RATE,
                     threshold=c.threshold,
@@ -78,4 +108,6 @@ class SpeechDetector:
                 )
             finally:
                 torch.set_num_threads(threads)
+
+    def postprocess(self, regions: list[dict[str, int]]) -> list[TimeSpan]:
         return [TimeSpan(r["start"] / TARGET_RATE, r["end"] / TARGET_RATE) for r in regions]

@@ -23,41 +23,44 @@ import json
 import logging
 import os
 import zlib
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import Any, Literal
 
 import numpy as np
 
-from emoflow.config import DEFAULT_ENCODER, DEFAULT_SEPARATOR
+from emoflow.config import DEFAULT_ENCODER, DEFAULT_SEPARATOR, EmbeddingConfig
 from emoflow.errors import ConfigError, ModelUnavailableError
-from emoflow.models import (
-    MODEL_CACHE,
-    ModelSpec,
-    resolve_device,
-    resolve_dtype,
-    resolve_model_dir,
-)
+from emoflow.models import MODEL_CACHE, ModelSpec
+from emoflow.provenance import Provenance, model_provenance, remember_loaded
+from emoflow.stage import ModelStage
 from emoflow.text.sequences import sequence_tokens
 
 log = logging.getLogger(__name__)
 
 Pooling = Literal["cls", "layers"]
+DEFAULT_LAYERS = EmbeddingConfig().layers  # the mean of the last four, as the settings say
 
 
-class SequenceEncoder:
+class SequenceEncoder(ModelStage[tuple[Any, Any]]):
     """Extraction: embeddings of emotion-sequence strings from a pretrained encoder.
 
     ``layers``: hidden-state indices to average for ``pooling="layers"`` (0 is the
     embedding layer, -1 the last); ``weights``: one per layer (normalised), equal by default.
+    ``model``/``tokenizer`` may be passed already built (tests, notebooks).
     """
+
+    kind = "encoder"
+    what = "sequence encoder"
+    flag = "--encoder-model"
+    required_files = ("config.json",)
 
     def __init__(
         self,
         spec: ModelSpec | str = DEFAULT_ENCODER,
         *,
         pooling: Pooling = "cls",
-        layers: Sequence[int] = (-4, -3, -2, -1),
+        layers: Sequence[int] = DEFAULT_LAYERS,
         weights: Sequence[float] | None = None,
         batch_size: int = 64,
         model: Any = None,
@@ -67,69 +70,72 @@ class SequenceEncoder:
             raise ConfigError(f"unknown pooling {pooling!r}; use cls or layers")
         if weights is not None and len(weights) != len(layers):
             raise ConfigError(f"{len(weights)} layer weights for {len(layers)} layers")
-        self.spec = ModelSpec(spec) if isinstance(spec, str) else spec
         self.pooling = pooling
         self.layers = tuple(layers)
         w = np.asarray(weights if weights is not None else [1.0] * len(layers), dtype=np.float64)
         if (w < 0).any() or w.sum() <= 0:
             raise ConfigError("layer weights must be non-negative and not all zero")
         self.weights = w / w.sum()
+        self._settings = extraction_settings(pooling, self.layers, weights)
         self.batch_size = batch_size
-        self.device = resolve_device(self.spec.device)
-        self.dtype = resolve_dtype(self.spec.dtype, self.device)
-        if model is None or tokenizer is None:
-            key = ("encoder", self.spec.id, self.spec.revision, self.device, str(self.dtype))
-            model, tokenizer = MODEL_CACHE.get(key, self._load)
-        self.model, self.tokenizer = model, tokenizer
-        self.dim = int(getattr(model.config, "hidden_size", None) or model.config.dim)
-        n_hidden = int(getattr(model.config, "num_hidden_layers", None) or model.config.n_layers) + 1
+        given = (model, tokenizer) if model is not None and tokenizer is not None else None
+        super().__init__(spec, loaded=given)
+        config = self.model.config
+        self.dim = int(getattr(config, "hidden_size", None) or config.dim)
+        n_hidden = int(getattr(config, "num_hidden_layers", None) or config.n_layers) + 1
         for i in self.layers:
             if not -n_hidden <= i < n_hidden:
                 raise ConfigError(
                     f"layer {i} does not exist: the encoder has hidden states 0..{n_hidden - 1}"
                 )
 
-    def _load(self) -> tuple[Any, Any]:
+    def load(self, path: Path) -> tuple[Any, Any]:
         from transformers import AutoModel, AutoTokenizer
 
-        path = resolve_model_dir(self.spec, ["config.json"], what="sequence encoder", flag="--encoder-model")
         tok = AutoTokenizer.from_pretrained(path)
         model = AutoModel.from_pretrained(path, dtype=self.dtype).to(self.device).eval()
         return model, tok
 
-    def describe(self) -> dict[str, Any]:
-        """Settings and provenance (the encoder's resolved revision), as results record them."""
-        return {**extraction_settings(self.pooling, self.layers, self.weights), **self.spec.provenance()}
+    @property
+    def model(self) -> Any:
+        return self.loaded[0]
+
+    @property
+    def tokenizer(self) -> Any:
+        return self.loaded[1]
+
+    def options(self) -> Mapping[str, Any]:
+        """The extraction settings (pooling; layers and normalised weights for ``layers``)."""
+        return self._settings
 
     def __call__(self, sequences: Sequence[str]) -> np.ndarray:
         """Embeddings ``(N, D)`` float32. Each distinct sequence is encoded once (a transcript
         has many sentences but few distinct top-k sequences: at most 210 for 7 labels, k=3)."""
         unique = list(dict.fromkeys(sequences))
-        emb = self._encode(unique)
+        out = np.zeros((len(unique), self.dim), dtype=np.float32)
+        for b in range(0, len(unique), self.batch_size):
+            chunk = unique[b : b + self.batch_size]
+            out[b : b + len(chunk)] = self.run(chunk)
         index = {s: i for i, s in enumerate(unique)}
-        return emb[[index[s] for s in sequences]]
+        return out[[index[s] for s in sequences]]
 
-    def _encode(self, sequences: Sequence[str]) -> np.ndarray:
+    def preprocess(self, sequences: Sequence[str]) -> Any:
+        return self.tokenizer(list(sequences), padding=True, truncation=True, return_tensors="pt")
+
+    def _forward(self, batch: Any) -> Any:
         import torch
 
-        out = np.zeros((len(sequences), self.dim), dtype=np.float32)
-        for b in range(0, len(sequences), self.batch_size):
-            batch = self.tokenizer(
-                list(sequences[b : b + self.batch_size]), padding=True, truncation=True, return_tensors="pt"
-            )
-            with torch.inference_mode():
-                res = self.model(
-                    **{k: v.to(self.device) for k, v in batch.items()},
-                    output_hidden_states=self.pooling == "layers",
-                )
-                if self.pooling == "cls":
-                    emb = res.last_hidden_state[:, 0, :]
-                else:
-                    stack = torch.stack([res.hidden_states[i][:, 0, :] for i in self.layers])  # (L, B, D)
-                    w = torch.as_tensor(self.weights, dtype=stack.dtype, device=stack.device)
-                    emb = (stack * w[:, None, None]).sum(0)
-            out[b : b + len(batch["input_ids"])] = emb.float().cpu().numpy()
-        return out
+        res = self.model(
+            **{k: v.to(self.device) for k, v in batch.items()}, output_hidden_states=self.pooling == "layers"
+        )
+        if self.pooling == "cls":
+            return res.last_hidden_state[:, 0, :]
+        stack = torch.stack([res.hidden_states[i][:, 0, :] for i in self.layers])  # (L, B, D)
+        w = torch.as_tensor(self.weights, dtype=stack.dtype, device=stack.device)
+        return (stack * w[:, None, None]).sum(0)
+
+    def postprocess(self, outputs: Any) -> np.ndarray:
+        return outputs.float().cpu().numpy()
 
 
 def extraction_settings(
@@ -144,19 +150,21 @@ def extraction_settings(
     return d
 
 
-def describe_embedding(
+def embedding_provenance(
     method: str,
     *,
-    spec: ModelSpec,
-    layers: Sequence[int] = (-4, -3, -2, -1),
+    spec: ModelSpec | str,
+    layers: Sequence[int] = DEFAULT_LAYERS,
     weights: Sequence[float] | None = None,
     scheme: str | os.PathLike[str] | None = None,
-) -> dict[str, Any]:
-    """The sequence embedding's settings and provenance without loading it: ``method`` ``cls`` or
-    ``layers`` (the encoder ``spec``), or ``word2vec`` (the trained ``scheme`` directory)."""
+) -> Provenance:
+    """The sequence embedding's weights and settings without loading it: ``method`` ``cls`` or
+    ``layers`` (the encoder ``spec``, as :meth:`SequenceEncoder.provenance`), or ``word2vec``
+    (the trained ``scheme`` folder, as :meth:`EmotionWord2Vec.provenance`)."""
     if method == "word2vec":
-        return EmotionWord2Vec.describe_scheme(scheme or "")
-    return {**extraction_settings(method, layers, weights), **spec.provenance()}
+        return EmotionWord2Vec.scheme_provenance(scheme or "")
+    spec = ModelSpec(spec) if isinstance(spec, str) else spec
+    return model_provenance(spec, **extraction_settings(method, layers, weights))
 
 
 def _stable_hash(s: str) -> int:
@@ -225,13 +233,15 @@ class EmotionWord2Vec:
         return cls(model.wv, meta)
 
     def save(self, directory: str | os.PathLike) -> Path:
+        """Write the scheme into ``directory``; from then on its provenance names that folder."""
         from emoflow.export.files import atomic_path, write_json_atomic
 
         d = Path(directory)
         d.mkdir(parents=True, exist_ok=True)
         with atomic_path(d / self.VECTORS_FILE) as tmp:
             self.vectors.save(str(tmp))
-        write_json_atomic(d / self.SCHEME_FILE, self.meta)
+        write_json_atomic(d / self.SCHEME_FILE, {k: v for k, v in self.meta.items() if k != "path"})
+        self.meta["path"] = str(d)
         return d
 
     @classmethod
@@ -247,19 +257,25 @@ class EmotionWord2Vec:
         meta = json.loads((d / cls.SCHEME_FILE).read_text(encoding="utf-8"))
         key = ("word2vec", str(d.resolve()), (d / cls.VECTORS_FILE).stat().st_mtime_ns)
         vectors = MODEL_CACHE.get(key, lambda: KeyedVectors.load(str(d / cls.VECTORS_FILE)))
+        remember_loaded(d)  # results name the scheme as loaded, even if the folder changes later
         meta["path"] = str(d)
         return cls(vectors, meta)
 
+    def provenance(self) -> Provenance:
+        """The scheme's settings; once saved or loaded, its folder and content hash too (an
+        unsaved scheme is ``source="given"`` with no revision)."""
+        settings = {k: v for k, v in self.meta.items() if k != "vocabulary"}
+        if settings.get("path"):
+            return model_provenance(ModelSpec(str(settings["path"])), **settings)
+        return Provenance("unsaved emotion word2vec scheme", None, None, "given", settings)
+
     def describe(self) -> dict[str, Any]:
-        """The scheme's settings; once saved or loaded, its folder and content hash too."""
-        d = {k: v for k, v in self.meta.items() if k != "vocabulary"}
-        if d.get("path"):
-            d.update(ModelSpec(str(d["path"])).provenance())
-        return d
+        """:meth:`provenance` as the JSON record results store."""
+        return self.provenance().to_dict()
 
     @classmethod
-    def describe_scheme(cls, directory: str | os.PathLike[str]) -> dict[str, Any]:
-        """:meth:`describe` of a saved scheme without loading its vectors."""
+    def scheme_provenance(cls, directory: str | os.PathLike[str]) -> Provenance:
+        """:meth:`provenance` of a saved scheme without loading its vectors."""
         d = Path(directory)
         try:
             meta = json.loads((d / cls.SCHEME_FILE).read_text(encoding="utf-8"))
@@ -268,10 +284,9 @@ class EmotionWord2Vec:
                 f"{d}: not an emotion embedding scheme ({cls.SCHEME_FILE} unreadable: "
                 f"{type(e).__name__}); train one with `emoflow train-embeddings`"
             ) from None
-        out = {k: v for k, v in meta.items() if k != "vocabulary"}
-        out["path"] = str(d)
-        out.update(ModelSpec(str(d)).provenance())
-        return out
+        settings = {k: v for k, v in meta.items() if k != "vocabulary"}
+        settings["path"] = str(d)
+        return model_provenance(ModelSpec(str(d)), **settings)
 
     def embed_tokens(self, tokens: Sequence[str]) -> np.ndarray:
         known = [t for t in tokens if t in self.vectors.key_to_index]
