@@ -245,7 +245,8 @@ SpanMethod = Literal["exact", "pooled"]
 
 @dataclass(frozen=True)
 class AudioEmotion:
-    """emotion2vec's scores and embedding (``(D,)``, float32) for one stretch of audio."""
+    """An audio encoder's scores and embedding (``(D,)``, float32) for one stretch of audio
+    (emotion2vec's 9 classes; empty scores from an encoder without a classification head)."""
 
     scores: EmotionScores
     embedding: np.ndarray
@@ -253,7 +254,8 @@ class AudioEmotion:
 
 @dataclass(frozen=True)
 class Timeline:
-    """Per-window scores (``W x L``) and embeddings (``W x D``) over the recording."""
+    """Per-window scores (``W x L``; ``L = 0`` without a head) and embeddings (``W x D``) over
+    the recording (:mod:`emoflow.inference` explains the ``exact`` and ``pooled`` modes)."""
 
     mode: str
     window_s: float
@@ -278,7 +280,7 @@ class Timeline:
 
 @dataclass(frozen=True)
 class VoiceAnalysis:
-    """The voice side of one recording (:meth:`Emotion2vecEncoder.analyze`).
+    """The voice side of one recording (:meth:`emoflow.inference.Inference.analyze`).
 
     ``span_method``: how ``spans`` were computed (``exact``: each span through the model on
     its own; ``pooled``: means of the frames of one pass over the recording). ``dtype``: the

@@ -11,8 +11,10 @@ from hypothesis import strategies as st
 from emoflow.audio.io import Audio
 from emoflow.config import TimelineConfig
 from emoflow.errors import ConfigError, ModelError
+from emoflow.inference import FrameEncoder, window_spans
 from emoflow.models import ModelSpec
-from emoflow.speech.emotion2vec import Emotion2vecEncoder, english_label, window_spans
+from emoflow.protocols import AudioEmotionModel
+from emoflow.speech.emotion2vec import Emotion2vecEncoder, english_label
 from emoflow.types import TimeSpan
 
 LABELS = ("angry", "disgusted", "fearful", "happy", "neutral", "other", "sad", "surprised", "unknown")
@@ -45,6 +47,16 @@ def test_labels_and_shapes(e2v):
     assert english_label("生气/angry") == "angry" and english_label("<unk>") == "unknown"
 
 
+def test_conforms_to_the_stage_protocols(e2v):
+    """The pipeline's seam (AudioEmotionModel) and the inference component's (FrameEncoder);
+    provenance comes from the spec (never loads) and is what results record."""
+    assert isinstance(e2v, AudioEmotionModel) and isinstance(e2v, FrameEncoder)
+    assert e2v.inference.encoder is e2v
+    assert e2v.provenance().to_dict() == e2v.spec.record().to_dict()
+    frames, counts = e2v.frames([speechlike(1.0).samples, speechlike(0.5).samples])
+    assert frames.shape == (2, 49, e2v.dim) and frames.dtype == np.float32 and list(counts) == [49, 24]
+
+
 def test_matches_funasr_generate(e2v):
     audio = speechlike(2.5, seed=1)
     ref = e2v.automodel.generate(audio.samples, granularity="utterance", extract_embedding=True)[0]
@@ -75,7 +87,7 @@ def test_long_inputs_are_cut(e2v):
     r = short.utterance(audio)  # three pieces of 3 s, frames pooled
     assert r.embedding.shape == (e2v.dim,) and sum(r.scores.scores) == pytest.approx(1.0, abs=1e-5)
     pieces = [audio.samples[i * 48000 : (i + 1) * 48000] for i in range(3)]
-    sums, counts = e2v._frame_sums(pieces)
+    sums, counts = e2v.inference.frame_sums(pieces)
     np.testing.assert_allclose(r.embedding, sums.sum(0) / counts.sum(), atol=1e-4)
 
 
@@ -100,8 +112,7 @@ def test_pooled_is_close_to_frames_of_one_pass(e2v):
     """With a chunk as long as the audio, pooled windows are exact means of one pass's frames."""
     audio = speechlike(8.0, seed=6)
     tl = e2v.timeline(audio, TimelineConfig(mode="pooled", chunk_s=10.0))
-    src, pad, valid = e2v.preprocess([audio.samples])
-    frames = e2v.forward(src, pad, valid).numpy()[0]
+    frames = e2v.frames([audio.samples])[0][0]
     centres = (np.arange(len(frames)) * 320 + 200) / 16000
     for span, emb in zip(tl.spans, tl.embeddings):
         sel = (centres >= span.start) & (centres < span.end)
@@ -255,11 +266,10 @@ def test_pooled_spans_are_means_of_the_one_pass(e2v):
     c = TimelineConfig(mode="pooled", chunk_s=10.0)  # one chunk: frames of one forward pass
     voice = e2v.analyze(audio, SENTENCES, c)
     assert voice.span_method == "pooled" and voice.describe() == {"span_method": "pooled", "dtype": "float32"}
-    src, pad, valid = e2v.preprocess([audio.samples])
-    frames = e2v.forward(src, pad, valid).numpy()[0]
+    frames = e2v.frames([audio.samples])[0][0]
     centres = (np.arange(len(frames)) * 320 + 200) / 16000
     for span, r in zip(SENTENCES, voice.spans, strict=True):
-        w = e2v._widen(audio, span)  # 3.1-3.2 is widened to 0.25 s, as in exact mode
+        w = e2v.inference.widen(audio, span)  # 3.1-3.2 is widened to 0.25 s, as in exact mode
         sel = (centres >= w.start) & (centres < w.end)
         np.testing.assert_allclose(r.embedding, frames[sel].mean(0), atol=1e-4)
         np.testing.assert_allclose(r.scores.scores, e2v.head(r.embedding[None])[0], atol=1e-6)
@@ -272,8 +282,8 @@ def test_pooled_voice_side_is_one_pass(e2v, monkeypatch):
     """Spans add no forward pass: the chunks of the timeline are all the model runs."""
     audio = speechlike(9.5, seed=15)
     calls = []
-    forward = e2v.forward
-    monkeypatch.setattr(e2v, "forward", lambda *a: calls.append(a[0].shape) or forward(*a))
+    frames = e2v.frames
+    monkeypatch.setattr(e2v, "frames", lambda waves: calls.append(len(waves)) or frames(waves))
     voice = e2v.analyze(audio, SENTENCES, TimelineConfig(mode="pooled", chunk_s=4.0))
     assert len(calls) == 3 and len(voice.spans) == len(SENTENCES)  # chunks at 0, 4 and 8 s
     calls.clear()

@@ -9,6 +9,7 @@ import jsonschema
 import numpy as np
 import pytest
 
+from emoflow.provenance import Provenance
 from emoflow.results import Result, SourceInfo, validate_result
 from emoflow.types import AudioEmotion, EmotionScores, Timeline, TimeSpan, Transcript
 
@@ -20,10 +21,7 @@ def small_result(**changes) -> Result:
     scores = EmotionScores(LABELS, (0.1, 0.5, 0.3, 0.1))
     r = Result(
         source=SourceInfo(None, None, 2.5, 16000, 1),
-        models={
-            s: {"id": s, "revision": None}
-            for s in ("asr", "audio_emotion", "text_emotion", "sequence_encoder")
-        },
+        models={s: Provenance(s, None) for s in ("asr", "audio_emotion", "text_emotion", "sequence_encoder")},
         settings={},
         transcript=Transcript((), "en"),
         sentences=[],
