@@ -13,6 +13,7 @@ import re
 import socket
 import subprocess
 import sys
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -147,6 +148,8 @@ def test_a_users_folder_with_a_recordings_name_is_never_replaced(capsys, tmp_pat
         (["--format", "json,pdf"], "unknown output format.*pdf"),
         (["--format", " , "], "no output format"),
         (["--top-k", "0"], "top-k"),
+        (["--embedding", "word2vec"], "needs the scheme's directory"),
+        (["--embedding", "bogus"], "unknown embedding"),
     ],
 )
 def test_bad_option_values_exit_2_before_models(capsys, tmp_path, no_models, options, match):
@@ -173,7 +176,7 @@ def test_window_count_and_max_duration_are_checked_from_the_header_before_decodi
     import emoflow.audio.io as aio
     from emoflow.config import PipelineConfig, TimelineConfig
     from emoflow.pipeline import Pipeline, Work
-    from tests.unit.test_audio_io import lying_flac
+    from tests.helpers import lying_flac
 
     flac = lying_flac(tmp_path / "lie.flac")  # the header claims ~50 days
     monkeypatch.setattr(aio, "_resample_blocks", lambda *a, **k: pytest.fail("decoded"))
@@ -350,3 +353,41 @@ def test_report_json_cannot_end_or_open_a_script():
     data = {"text": "<!--<script>alert(1)</script> a & b > c", "n": [1, 2]}
     text = _script_json(data)
     assert not set(text) & set("<>&") and json.loads(text) == data
+
+
+# ---- 12.4: the analysis options are declared once, against emoflow.config ----------------------
+
+
+@pytest.mark.parametrize("command", ["analyze", "batch", "serve", "features", "transcribe", "sentences"])
+def test_option_defaults_are_the_configurations(command):
+    import typer
+
+    from emoflow.cli.options import OPTIONS, pipeline_config
+    from emoflow.config import PipelineConfig
+
+    params = typer.main.get_command(cli.app).commands[command].params  # type: ignore[attr-defined]
+    shared = {p.name: p.default for p in params if p.name in OPTIONS and OPTIONS[p.name].field}
+    assert shared
+    # what typer hands over when no option is given builds the default configuration
+    parsed = {name: OPTIONS[name].default_value() for name in shared}
+    assert {name: getattr(v, "value", v) for name, v in parsed.items()} == shared
+    config, default = pipeline_config(parsed), PipelineConfig()
+    if command == "sentences":  # the flag's off is "no pause adjustment"; the setting's None is "auto"
+        default = replace(default, asr=replace(default.asr, pause_adjust=False))
+    assert config == default
+
+
+def test_help_shows_the_configured_defaults_and_loads_no_torch():
+    from emoflow import config
+
+    code = (
+        "import sys; from emoflow.cli import run; "
+        "codes = [run([*c, '--help']) for c in ([], ['analyze'], ['serve'], ['train'])]; "
+        "print(codes, 'torch' in sys.modules)"
+    )
+    r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert r.returncode == 0 and r.stdout.strip().endswith("[0, 0, 0, 0] False"), r.stderr
+    text = " ".join(re.sub(r"-\n\s*", "-", r.stdout).split())  # help wraps long ids at hyphens
+    for value in (config.DEFAULT_ASR_MODEL, config.DEFAULT_AUDIO_MODEL, config.DEFAULT_ENCODER):
+        assert f"[default: {value}]" in text
+    assert f"[default: {config.SERVICE_PORT}]" in text and f"[default: {config.TrainConfig.epochs}]" in text

@@ -1,6 +1,6 @@
 import json
 
-from tests.conftest import need_shared, run_cli
+from tests.helpers import need_shared, run_cli
 
 
 def write(tmp_path, data, name="t.json"):
