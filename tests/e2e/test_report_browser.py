@@ -2,27 +2,13 @@
 
 from __future__ import annotations
 
-import shutil
-
 import pytest
 
 from emoflow.config import PipelineConfig
 from emoflow.pipeline import Pipeline
-from tests.conftest import need_shared
+from tests.helpers import CHROMIUM, CHROMIUM_ARGS, need_shared
 
 pytestmark = pytest.mark.slow
-CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
-CHROMIUM_ARGS = [
-    "--headless",
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-quic",
-    "--no-first-run",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-    "--autoplay-policy=no-user-gesture-required",
-]
 
 
 @pytest.fixture(scope="module")
@@ -74,3 +60,34 @@ def test_report_shows_timeline_and_table_and_seeks_on_click(browser, report, tmp
     assert (tmp_path / "report.png").stat().st_size > 10_000
     # self-contained: nothing was fetched but the file itself and inline data
     assert all(u.startswith(("file:", "data:")) for u in requests), requests
+
+
+def test_reports_sharing_plotly_draw_the_chart_offline(browser, report, tmp_path):
+    """A batch's reports load one plotly.js by relative path; a report moved away from it still
+    shows the table and seeks the player, and says where the chart's script was looked for."""
+    from emoflow.export.writers import SHARED_ASSETS, save_result
+
+    _, result = report
+    out = save_result(result, tmp_path / "three_moods", ["html"], assets_dir=tmp_path / SHARED_ASSETS)
+    page = browser.new_page(viewport={"width": 1300, "height": 900})
+    requests: list[str] = []
+    page.on("request", lambda r: requests.append(r.url))
+    page.goto((out / "report.html").as_uri())
+    page.wait_for_selector("#timeline .main-svg", timeout=20_000)
+    assert page.locator("#timeline .scatterlayer .trace").count() == len(result.timeline.labels)
+    assert any(u.startswith("file:") and f"/{SHARED_ASSETS}/plotly-" in u for u in requests), requests
+    assert all(u.startswith(("file:", "data:")) for u in requests), requests
+
+    moved = tmp_path / "elsewhere" / "three_moods"  # no ../_assets beside it
+    moved.mkdir(parents=True)
+    (moved / "report.html").write_bytes((out / "report.html").read_bytes())
+    page = browser.new_page(viewport={"width": 1300, "height": 900})
+    page.goto((moved / "report.html").as_uri())
+    page.wait_for_selector("#timeline p.muted", timeout=20_000)
+    assert "plotly.js" in page.locator("#timeline").inner_text()
+    page.wait_for_function("document.getElementById('player').readyState >= 1", timeout=20_000)
+    page.locator("#sentences tbody tr").nth(2).click()
+    start = result.sentences[2].sentence.start
+    page.wait_for_function(
+        f"Math.abs(document.getElementById('player').currentTime - {start}) < 0.3", timeout=10_000
+    )

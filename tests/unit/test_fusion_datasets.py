@@ -7,11 +7,11 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from emoflow.errors import InputError
-from emoflow.fusion.datasets import (
+from emoflow.fusion import datasets
+from emoflow.fusion.adapters import build_manifest, find_files
+from emoflow.fusion.manifest import (
     ManifestRow,
-    build_manifest,
     check_labels,
-    find_files,
     leave_speakers_out,
     read_manifest,
     speaker_split,
@@ -257,3 +257,16 @@ def test_manifest_rejects_non_finite_or_negative_times(tmp_path, bad):
     (tmp_path / "m.csv").write_text(f"audio,label,start,end\na.wav,joy,{bad},2\n")
     with pytest.raises(InputError, match=r"m\.csv:1: times must be finite"):
         read_manifest(tmp_path / "m.csv")
+
+
+def test_datasets_module_keeps_its_public_names():
+    """``emoflow.fusion.datasets`` is the public face of the manifest and adapter modules."""
+    from emoflow.fusion import adapters, manifest
+
+    for name in datasets.__all__:
+        assert getattr(datasets, name) is getattr(manifest, name, None) or getattr(datasets, name) is getattr(
+            adapters, name, None
+        ), name
+    assert {"ManifestRow", "read_manifest", "build_manifest", "find_files", "CANDIDATES"} <= set(
+        datasets.__all__
+    )

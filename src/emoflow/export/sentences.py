@@ -7,6 +7,7 @@ import io
 import json
 from collections.abc import Sequence
 
+from emoflow.export.tables import SENTENCE_FIELDS
 from emoflow.types import Sentence, sentences_to_dict
 
 
@@ -19,6 +20,7 @@ def srt_time(t: float) -> str:
 
 
 def sentences_srt(sentences: Sequence[Sentence]) -> str:
+    """SubRip subtitles: one numbered block per sentence."""
     blocks = [
         f"{i}\n{srt_time(s.start)} --> {srt_time(s.end)}\n{s.text}\n"
         for i, s in enumerate(sentences, start=1)
@@ -27,15 +29,18 @@ def sentences_srt(sentences: Sequence[Sentence]) -> str:
 
 
 def sentences_csv(sentences: Sequence[Sentence]) -> str:
+    """One row per sentence: the fields of :meth:`Sentence.to_dict` but the words (times to the ms)."""
     buf = io.StringIO()
     w = csv.writer(buf, lineterminator="\n")
-    w.writerow(["index", "start", "end", "text"])
+    w.writerow(SENTENCE_FIELDS)
     for s in sentences:
-        w.writerow([s.index, f"{s.start:.3f}", f"{s.end:.3f}", s.text])
+        d = s.to_dict()
+        w.writerow([f"{d[k]:.3f}" if k in ("start", "end") else d[k] for k in SENTENCE_FIELDS])
     return buf.getvalue()
 
 
 def sentences_json(sentences: Sequence[Sentence]) -> str:
+    """:func:`~emoflow.types.sentences_to_dict` as indented JSON."""
     return json.dumps(sentences_to_dict(sentences), ensure_ascii=False, indent=1) + "\n"
 
 

@@ -22,6 +22,8 @@ OUTPUT_FILES = {
     "png": ["timeline.png", "flow.png"],
     "html": ["report.html"],
 }
+# the folder, in a batch's output root, that its reports share plotly.js from (see save_result)
+SHARED_ASSETS = "_assets"
 
 
 def expected_files(formats: set[str]) -> list[str]:
@@ -67,20 +69,54 @@ def check_replaceable(directory: str | os.PathLike) -> None:
         )
 
 
-def save_result(result: Result, directory: str | os.PathLike, formats: Iterable[str]) -> Path:
+def save_result(
+    result: Result,
+    directory: str | os.PathLike,
+    formats: Iterable[str],
+    *,
+    assets_dir: str | os.PathLike | None = None,
+) -> Path:
     """Write the outputs into ``directory`` atomically: into an emoflow temporary folder beside
     it, which then replaces ``directory`` in one rename (see :mod:`emoflow.export.files`).
-    A folder there that holds anything but emoflow's outputs is refused, never replaced."""
+    A folder there that holds anything but emoflow's outputs is refused, never replaced.
+
+    ``assets_dir``: a folder for what many results' reports share (plotly.js, written there
+    once as ``plotly-<version>.min.js``); the report then loads it by a relative path instead
+    of holding its own 4.8 MB copy. None (the default): the report is one self-contained file.
+    Both ways need no network.
+    """
     from emoflow.export.files import atomic_dir
 
     fmts = set(parse_formats(list(formats), allow_empty=True))
     check_replaceable(directory)
+    plotly_src = None
+    if "html" in fmts and assets_dir is not None:
+        plotly_src = shared_plotly_src(assets_dir, directory)
     with atomic_dir(directory) as tmp:
-        write_outputs(result, tmp, fmts)
+        write_outputs(result, tmp, fmts, plotly_src=plotly_src)
     return Path(directory)
 
 
-def write_outputs(result: Result, directory: Path, formats: set[str]) -> None:
+def shared_plotly_src(assets_dir: str | os.PathLike, directory: str | os.PathLike) -> str:
+    """Write the shared plotly.js into ``assets_dir`` (once) and return its URL relative to a
+    report in ``directory``. Written before the report, so no report points at a missing file."""
+    from emoflow.errors import ConfigError
+    from emoflow.viz.assets import relative_url, write_shared_plotly_js
+
+    assets, target = Path(os.path.abspath(assets_dir)), Path(os.path.abspath(directory))
+    if assets == target or assets.is_relative_to(target):
+        raise ConfigError(
+            f"{assets_dir}: the shared assets folder is inside the result folder {directory}, "
+            "which is replaced when the result is written; choose a folder outside it"
+        )
+    return relative_url(write_shared_plotly_js(assets), target)
+
+
+def write_outputs(
+    result: Result, directory: Path, formats: set[str], *, plotly_src: str | None = None
+) -> None:
+    """Write the files of ``formats`` into ``directory`` (no atomicity: see :func:`save_result`).
+    ``plotly_src``: where the report loads plotly.js from (None: inlined)."""
     # unknown formats: ConfigError before anything is written
     parse_formats(sorted(formats), allow_empty=True)
     d = Path(directory)
@@ -89,8 +125,9 @@ def write_outputs(result: Result, directory: Path, formats: set[str]) -> None:
     if "npz" in formats:
         np.savez_compressed(d / "embeddings.npz", **result.embeddings())  # type: ignore[arg-type]
     if "csv" in formats:
-        result.sentences_frame().to_csv(d / "sentences.csv", index=False, float_format="%.4f")
-        result.timeline_frame().to_csv(d / "timeline.csv", index=False, float_format="%.4f")
+        from emoflow.export.tables import write_tables
+
+        write_tables(result, d / "sentences.csv", d / "timeline.csv")
     if "srt" in formats:
         (d / "transcript.srt").write_text(
             sentences_srt([s.sentence for s in result.sentences]), encoding="utf-8"
@@ -103,4 +140,4 @@ def write_outputs(result: Result, directory: Path, formats: set[str]) -> None:
     if "html" in formats:
         from emoflow.viz.report import write_report
 
-        write_report(result, d / "report.html")
+        write_report(result, d / "report.html", plotly_src=plotly_src)

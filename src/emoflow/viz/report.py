@@ -1,15 +1,19 @@
-"""The HTML report: one self-contained file (scripts, styles and audio inline; no network).
+"""The HTML report: one page that needs no network (styles, scripts, data and audio inside it).
 
-An interactive timeline of the voice's emotions (plotly) with the sentences as bands
-coloured by their text emotion, the sentence table (times, text, both modalities' top
-emotions, the emotion sequence), and an audio player: clicking a sentence (in the table
-or on the chart) seeks the player to its start.
+An interactive timeline of the voice's emotions (plotly, :mod:`emoflow.viz.figures`) with the
+sentences as bands coloured by their text emotion, the sentence table (times, text, both
+modalities' top emotions, the emotion sequence), and an audio player: clicking a sentence (in
+the table or on the chart) seeks the player to its start.
+
+The page is the Jinja2 template ``templates/report.html.j2`` (with ``report.css`` and
+``report.js`` beside it); this module only prepares what it shows. plotly.js is inlined unless
+``plotly_src`` names a shared copy (:mod:`emoflow.viz.assets`).
 """
 
 from __future__ import annotations
 
 import base64
-import html
+import functools
 import io
 import json
 from pathlib import Path
@@ -20,7 +24,11 @@ import numpy as np
 from emoflow.viz.colors import PALETTE, color
 
 if TYPE_CHECKING:
+    import jinja2
+
     from emoflow.results import Result
+
+TEMPLATE = "report.html.j2"
 
 
 def _audio_data_uri(samples: np.ndarray | None) -> str | None:
@@ -49,138 +57,95 @@ def _script_json(data: Any) -> str:
 
 
 def report_data(result: Result) -> dict[str, Any]:
-    tl = result.timeline
-    return {
-        "duration": result.source.duration_s,
-        "labels": list(tl.labels),
-        "colors": {lab: color(lab) for lab in tl.labels},
-        "t": [round((s.start + s.end) / 2, 3) for s in tl.spans],
-        "scores": [[round(float(x), 4) for x in tl.scores[:, j]] for j in range(len(tl.labels))],
-        "sentences": [
-            {
-                "index": s.sentence.index,
-                "start": s.sentence.start,
-                "end": s.sentence.end,
-                "text": s.sentence.text,
+    """What the page's script reads (the ``emoflow-data`` element): the sentences, and where the
+    chart's play cursor is. The chart's own data is in the figure."""
+    from emoflow.viz.figures import cursor_shape_index
+
+    sentences = []
+    for s in result.sentences:
+        d = s.to_dict()
+        sentences.append(
+            {k: d[k] for k in ("index", "start", "end", "text", "sequence")}
+            | {
                 "text_top": s.text_emotion.top,
                 "audio_top": s.audio_emotion.top,
                 "color": color(s.text_emotion.top),
-                "sequence": s.sequence,
             }
-            for s in result.sentences
-        ],
+        )
+    return {
+        "duration": result.source.duration_s,
+        "cursor_shape": cursor_shape_index(result),
+        "sentences": sentences,
     }
 
 
-def _fmt(t: float) -> str:
+def _clock(t: float) -> str:
     m, s = divmod(t, 60)
     return f"{int(m)}:{s:05.2f}"
 
 
-def _chip(label: str, score: float | None = None) -> str:
-    extra = f" {score:.0%}" if score is not None else ""
-    return f'<span class="chip" style="background:{color(label)}">{html.escape(label)}{extra}</span>'
+def _chip(label: str, score: float | None = None) -> dict[str, str]:
+    return {"label": label, "color": color(label), "score": "" if score is None else f" {score:.0%}"}
 
 
-def render_report(result: Result) -> str:
-    import plotly.offline
+@functools.lru_cache(maxsize=1)
+def _environment() -> jinja2.Environment:
+    import jinja2
 
-    data = report_data(result)
-    audio = _audio_data_uri(result.audio_samples)
-    name = Path(result.source.path).name if result.source.path else "recording"
-    rows = []
-    for s in result.sentences:
-        te, ae = s.text_emotion, s.audio_emotion
-        rows.append(
-            f'<tr data-start="{s.sentence.start:.3f}" data-index="{s.sentence.index}">'
-            f'<td class="num">{s.sentence.index + 1}</td><td class="num">{_fmt(s.sentence.start)}</td>'
-            f'<td class="num">{_fmt(s.sentence.end)}</td><td>{html.escape(s.sentence.text)}</td>'
-            f"<td>{_chip(te.top, max(te.scores))}</td><td>{_chip(ae.top, max(ae.scores))}</td>"
-            f"<td><code>{html.escape(s.sequence)}</code></td></tr>"
-        )
+    return jinja2.Environment(
+        loader=jinja2.PackageLoader("emoflow.viz", "templates"),
+        autoescape=True,
+        undefined=jinja2.StrictUndefined,
+        trim_blocks=True,
+        lstrip_blocks=True,
+        keep_trailing_newline=True,
+    )
+
+
+def report_context(result: Result, *, plotly_src: str | None = None) -> dict[str, Any]:
+    """The template's variables. ``plotly_src``: a URL of plotly.js to load (relative to the
+    page); None inlines plotly.js."""
+    from markupsafe import Markup
+
+    from emoflow.viz.assets import plotly_js
+    from emoflow.viz.figures import TIMELINE_DIV, TIMELINE_HEIGHT_PX, figure_html, timeline_figure
+
     utt = result.utterance.scores
-    legend = "".join(_chip(k) for k in PALETTE)
-    models = ", ".join(
-        f"{k}: {html.escape(str(v.get('id')))}" for k, v in result.models.items() if isinstance(v, dict)
-    )
-    player = (
-        f'<audio id="player" controls preload="auto" src="{audio}"></audio>'
-        if audio
-        else '<p class="muted">(no audio embedded)</p>'
-    )
-    empty = '<tr><td colspan="7" class="muted">No sentences: no speech was transcribed.</td></tr>'
-    return f"""<!DOCTYPE html>
-<html lang="en"><head><meta charset="utf-8">
-<meta name="viewport" content="width=device-width, initial-scale=1">
-<title>emoflow — {html.escape(name)}</title>
-<style>
-body {{ font-family: system-ui, -apple-system, Segoe UI, Roboto, sans-serif; margin: 0; color: #222; background: #fafafa; }}
-header {{ background: #1f2937; color: white; padding: 14px 24px; }}
-header h1 {{ margin: 0; font-size: 20px; }} header p {{ margin: 4px 0 0; color: #cbd5e1; font-size: 13px; }}
-main {{ padding: 16px 24px; max-width: 1400px; }}
-.card {{ background: white; border-radius: 8px; box-shadow: 0 1px 3px rgba(0,0,0,.12); padding: 12px 16px;
-         margin-bottom: 16px; }}
-#player {{ width: 100%; }}
-table {{ border-collapse: collapse; width: 100%; font-size: 14px; }}
-th, td {{ text-align: left; padding: 6px 8px; border-bottom: 1px solid #eee; vertical-align: top; }}
-th {{ background: #f3f4f6; position: sticky; top: 0; }}
-tbody tr {{ cursor: pointer; }} tbody tr:hover {{ background: #f0f7ff; }} tr.active {{ background: #dbeafe; }}
-td.num {{ white-space: nowrap; font-variant-numeric: tabular-nums; color: #555; }}
-.chip {{ display: inline-block; padding: 1px 8px; border-radius: 10px; color: #111; font-size: 12px;
-         margin: 1px 2px; white-space: nowrap; }}
-.muted {{ color: #777; }} code {{ font-size: 12px; }}
-</style>
-<script>{plotly.offline.get_plotlyjs()}</script>
-</head><body>
-<header><h1>{html.escape(name)}</h1>
-<p>{result.source.duration_s:.1f} s · {len(result.sentences)} sentences · whole-recording voice emotion:
-{html.escape(utt.top)} ({max(utt.scores):.0%}) · {models}</p></header>
-<main>
-<div class="card">{player}</div>
-<div class="card"><div id="timeline" style="height:340px"></div>
-<div class="muted" style="font-size:12px">Lines: voice emotion (emotion2vec) per
-{result.timeline.window_s:g} s window. Bands: sentences, coloured by their text emotion. Click to play from there.
-<br>{legend}</div></div>
-<div class="card"><table id="sentences"><thead><tr><th>#</th><th>start</th><th>end</th><th>sentence</th>
-<th>text emotion</th><th>voice emotion</th><th>emotion sequence</th></tr></thead>
-<tbody>{"".join(rows) or empty}</tbody></table></div>
-</main>
-<script type="application/json" id="emoflow-data">{_script_json(data)}</script>
-<script>
-(function () {{
-  const d = JSON.parse(document.getElementById("emoflow-data").textContent);
-  const player = document.getElementById("player");
-  const traces = d.labels.map((lab, j) => ({{x: d.t, y: d.scores[j], name: lab, mode: "lines",
-    line: {{color: d.colors[lab], width: 2}}, hovertemplate: lab + " %{{y:.0%}} at %{{x:.1f}} s<extra></extra>"}}));
-  const shapes = d.sentences.map(s => ({{type: "rect", xref: "x", yref: "paper", x0: s.start, x1: s.end,
-    y0: 0, y1: 1, fillcolor: s.color, opacity: 0.18, line: {{width: 0}}, layer: "below"}}));
-  const cursor = {{type: "line", xref: "x", yref: "paper", x0: 0, x1: 0, y0: 0, y1: 1,
-    line: {{color: "#111", width: 1, dash: "dot"}}}};
-  const layout = {{margin: {{l: 50, r: 10, t: 10, b: 40}}, xaxis: {{title: {{text: "time (s)"}}, range: [0, d.duration]}},
-    yaxis: {{title: {{text: "voice emotion probability"}}, range: [0, 1]}}, shapes: shapes.concat([cursor]), legend: {{orientation: "h"}},
-    hovermode: "x unified"}};
-  const chart = document.getElementById("timeline");
-  Plotly.newPlot(chart, traces, layout, {{displaylogo: false, responsive: true}});
-  const rows = Array.from(document.querySelectorAll("#sentences tbody tr[data-start]"));
-  function seek(t) {{ if (player) {{ player.currentTime = t; const p = player.play(); if (p) p.catch(() => {{}}); }} }}
-  rows.forEach(r => r.addEventListener("click", () => seek(parseFloat(r.dataset.start))));
-  chart.on("plotly_click", ev => {{
-    const x = ev.points[0].x;
-    const s = d.sentences.find(s => x >= s.start && x <= s.end);
-    seek(s ? s.start : x);
-  }});
-  if (player) player.addEventListener("timeupdate", () => {{
-    const t = player.currentTime;
-    const k = "shapes[" + shapes.length + "]";
-    Plotly.relayout(chart, {{[k + ".x0"]: t, [k + ".x1"]: t}});
-    rows.forEach(r => {{ const s = d.sentences[+r.dataset.index];
-      r.classList.toggle("active", !!s && t >= s.start && t < s.end); }});
-  }});
-}})();
-</script>
-</body></html>
-"""
+    return {
+        "name": Path(result.source.path).name if result.source.path else "recording",
+        "duration_s": result.source.duration_s,
+        "n_sentences": len(result.sentences),
+        "utterance": _chip(utt.top, max(utt.scores)),
+        "models": [(name, p.id) for name, p in result.models.items()],
+        "audio": _audio_data_uri(result.audio_samples),
+        "plotly_src": plotly_src,
+        # plotly's own minified source and plotly's export of the figure (its JSON escaped by plotly)
+        "plotly_js": None if plotly_src else Markup(plotly_js()),
+        "timeline": Markup(figure_html(timeline_figure(result), TIMELINE_DIV, TIMELINE_HEIGHT_PX)),
+        "window_s": f"{result.timeline.window_s:g}",
+        "legend": [_chip(k) for k in PALETTE],
+        "rows": [
+            {
+                "index": s.sentence.index,
+                "start": f"{s.sentence.start:.3f}",
+                "start_clock": _clock(s.sentence.start),
+                "end_clock": _clock(s.sentence.end),
+                "text": s.sentence.text,
+                "text_emotion": _chip(s.text_emotion.top, max(s.text_emotion.scores)),
+                "audio_emotion": _chip(s.audio_emotion.top, max(s.audio_emotion.scores)),
+                "sequence": s.sequence,
+            }
+            for s in result.sentences
+        ],
+        "data_json": Markup(_script_json(report_data(result) | {"plotly_src": plotly_src})),
+    }
 
 
-def write_report(result: Result, path: Path) -> None:
-    Path(path).write_text(render_report(result), encoding="utf-8")
+def render_report(result: Result, *, plotly_src: str | None = None) -> str:
+    """The report page. ``plotly_src``: load plotly.js from this URL (relative to the page)
+    instead of inlining it."""
+    return _environment().get_template(TEMPLATE).render(report_context(result, plotly_src=plotly_src))
+
+
+def write_report(result: Result, path: Path, *, plotly_src: str | None = None) -> None:
+    Path(path).write_text(render_report(result, plotly_src=plotly_src), encoding="utf-8")
