@@ -13,8 +13,8 @@ import time
 import pandas as pd
 import pytest
 
-from emoflow.batch.local import is_complete
-from tests.conftest import need_shared, run_cli
+from emoflow.batch.index import is_complete
+from tests.helpers import need_shared, run_cli
 
 pytestmark = pytest.mark.slow
 FORMATS = "json,csv,srt"

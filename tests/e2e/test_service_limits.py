@@ -20,7 +20,7 @@ from fastapi.testclient import TestClient
 
 from emoflow.errors import ConfigError
 from emoflow.pipeline import Pipeline
-from emoflow.service import app as service_app
+from emoflow.service import uploads
 from emoflow.service.app import ServiceSettings, create_app
 
 pytestmark = pytest.mark.slow
@@ -144,14 +144,14 @@ def test_a_restart_restores_the_job_table_and_applies_retention(pipeline, tmp_pa
 # ---- 10.7: the upload is checked off the event loop -------------------------------------------
 def test_health_answers_while_an_upload_is_being_checked(pipeline, tmp_path, monkeypatch):
     entered, release = threading.Event(), threading.Event()
-    real_check = service_app._check_audio
+    real_check = uploads.check_audio
 
     def slow_check(*args, **kw):
         entered.set()
         release.wait(20)  # bounded: a blocked loop makes /healthz wait this long
         return real_check(*args, **kw)
 
-    monkeypatch.setattr(service_app, "_check_audio", slow_check)
+    monkeypatch.setattr(uploads, "check_audio", slow_check)
     with client(pipeline, tmp_path, workers=0) as c:
         result: dict = {}
         t = threading.Thread(target=lambda: result.update(r=post(c, wav_bytes(), transcript=None)))

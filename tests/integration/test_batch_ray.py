@@ -21,12 +21,17 @@ def torch_threads():
     torch.set_num_threads(before)
 
 
-def test_stage_actors_keep_their_thread_count_after_their_models_load(replicas, torch_threads):
+def test_stage_actors_keep_their_thread_count_after_their_models_load(replicas, torch_threads, monkeypatch):
     # issue 10.3: an actor set one thread, then loading its models reset it to every core
     import torch
 
     from emoflow.batch.ray import AudioStage, TextStage
     from emoflow.config import PipelineConfig
+    from emoflow.models import MODEL_CACHE
+
+    loads: list[object] = []  # every model stage loads through the model cache
+    get = MODEL_CACHE.get
+    monkeypatch.setattr(MODEL_CACHE, "get", lambda key, load: (loads.append(key), get(key, load))[1])
 
     config = PipelineConfig(
         audio_model=str(replicas["emotion2vec"]),
@@ -35,9 +40,10 @@ def test_stage_actors_keep_their_thread_count_after_their_models_load(replicas, 
     )
     torch.set_num_threads(3)  # what a model load (or FunASR's ncpu) might leave behind
     for cls, threads in ((TextStage, 1), (AudioStage, 2)):
+        loads.clear()
         stage = cls(config, threads=threads)
         assert stage.load_error == "" and stage.threads == threads
-        assert stage.pipeline._text is not None or stage.pipeline._audio is not None  # loaded at start
+        assert loads, f"{cls.__name__} loaded no model at start"
         assert torch.get_num_threads() == stage.threads
         torch.set_num_threads(5)  # whatever happens during a call, the actor's setting comes back
         row = {"payload": [b""], "name": ["x"], "error": ["earlier stage failed"], "fatal": [""]}
@@ -58,7 +64,7 @@ def row_threads() -> set[threading.Thread]:
 def test_a_pipeline_the_cluster_cannot_place_fails_instead_of_hanging():
     # issue 10.1: actor pools asking for more than the cluster has waited for ever
     ray = pytest.importorskip("ray", reason="needs emoflow[ray]")
-    from emoflow.batch.ray import consume
+    from emoflow.batch.ray_watchdog import WatchBounds, consume
 
     ray.shutdown()  # whatever ran before (a no-op when Ray is not up): this test needs its own
     before = row_threads()
@@ -82,9 +88,7 @@ def test_a_pipeline_the_cluster_cannot_place_fails_instead_of_hanging():
             consume(
                 ds.iter_rows(),
                 rows.append,
-                pending_timeout_s=3,
-                stall_timeout_s=120,
-                check_every_s=0.5,
+                WatchBounds(pending_timeout_s=3, stall_timeout_s=120, check_every_s=0.5),
             )
         assert time.monotonic() - t0 < 100 and rows == []
         # the row thread was stopped while Ray was up: nothing of this test outlives it
@@ -104,3 +108,40 @@ def test_a_stage_whose_model_is_missing_marks_every_row_fatal(tmp_path, torch_th
     out = stage({"payload": [b"", b""], "name": ["a", "b"], "error": ["", ""], "fatal": ["", ""]})
     assert list(out["fatal"]) == ["ModelUnavailableError"] * 2
     assert all(str(missing) in e for e in out["error"])
+
+
+def test_the_write_stage_loads_no_model_to_record_provenance(
+    replica_config, tmp_path, monkeypatch, torch_threads
+):
+    # issue 12.3: the write actor loaded DistilBERT (and emotion2vec) to describe the models
+    import json
+    import pickle
+
+    import numpy as np
+    import soundfile as sf
+
+    from emoflow.batch.ray import WriteStage
+    from emoflow.models import MODEL_CACHE
+    from emoflow.pipeline import Pipeline, Work
+
+    wav, transcript = tmp_path / "a.wav", tmp_path / "a.json"
+    t = np.arange(24000) / 16000
+    sf.write(wav, (0.1 * np.sin(2 * np.pi * 220 * t)).astype(np.float32), 16000)
+    words = [{"text": " hello", "timestamp": [0.2, 0.5]}, {"text": " there.", "timestamp": [0.6, 0.9]}]
+    transcript.write_text(json.dumps({"chunks": words}))
+    work = Work(str(wav), str(transcript))
+    pipeline = Pipeline(replica_config)  # the earlier stages, as their actors would run them
+    for step in (pipeline.stage_decode, pipeline.stage_transcribe, pipeline.stage_text, pipeline.stage_audio):
+        work = step(work)
+
+    def refuse(key, load):
+        raise AssertionError(f"the write stage loaded a model: {key}")
+
+    monkeypatch.setattr(MODEL_CACHE, "get", refuse)
+    stage = WriteStage(replica_config, str(tmp_path / "out"), ["json"], threads=1)
+    assert stage.load_error == ""
+    out = stage({"payload": [pickle.dumps(work)], "name": ["a"], "error": [""], "fatal": [""]})
+    assert list(out["error"]) == [""]
+    models = json.loads((tmp_path / "out" / "a" / "result.json").read_text())["models"]
+    assert models["sequence_encoder"]["id"] == replica_config.encoder_model
+    assert models["text_emotion"]["id"] == replica_config.text_model

@@ -2,7 +2,8 @@ import json
 
 import pytest
 
-from emoflow.batch.local import discover, is_complete, read_index
+from emoflow.batch.index import is_complete, read_index
+from emoflow.batch.planning import discover
 from emoflow.errors import InputError
 
 
@@ -61,7 +62,7 @@ def test_is_complete(tmp_path):
 def test_unreachable_ray_address_fails_at_once():
     import time
 
-    from emoflow.batch.ray import _check_reachable
+    from emoflow.batch.ray_cluster import _check_reachable
     from emoflow.errors import ConfigError
 
     t0 = time.perf_counter()
@@ -89,9 +90,12 @@ def test_inputs_that_share_a_stem_get_outputs_of_their_own(tmp_path):
 
 
 def test_names_differ_by_more_than_case_and_never_take_emoflows_own(tmp_path):
-    names = names_for(tmp_path / "c", "Talk.wav", "talk.wav", "index.jsonl.wav", "...wav", ".h.wav")
-    assert len({n.casefold() for n in names.values()}) == 5
+    names = names_for(
+        tmp_path / "c", "Talk.wav", "talk.wav", "index.jsonl.wav", "...wav", ".h.wav", "_Assets.wav"
+    )
+    assert len({n.casefold() for n in names.values()}) == 6
     assert names["index.jsonl.wav"] != "index.jsonl"
+    assert names["_Assets.wav"].casefold() != "_assets"  # the reports' shared plotly.js lives there
     assert names["...wav"] not in ("..", ".")
     assert names[".h.wav"] == ".h"
     touch(tmp_path / "d" / ".emoflow-lock.wav")

@@ -15,7 +15,10 @@ from types import SimpleNamespace
 
 import pytest
 
-from emoflow.batch.local import LOCK, discover, output_lock, read_index, run_batch
+from emoflow.batch.index import read_index
+from emoflow.batch.local import run_batch
+from emoflow.batch.lock import LOCK, output_lock
+from emoflow.batch.planning import discover
 from emoflow.errors import ConfigError, InputError
 from emoflow.export.writers import save_result
 
@@ -127,7 +130,7 @@ def test_a_folder_holding_another_recordings_analysis_refuses_the_run(tmp_path):
 HOLD = textwrap.dedent(
     """
     import sys
-    from emoflow.batch.local import output_lock
+    from emoflow.batch.lock import output_lock
     with output_lock(sys.argv[1]):
         print("locked", flush=True)
         sys.stdin.readline()
@@ -209,7 +212,7 @@ def test_an_output_path_that_is_a_file_is_refused_before_any_work(tmp_path):
 
 
 def placed(share, nodes, concurrency, model_stages=3, stages=5):
-    from emoflow.batch.ray import _fits
+    from emoflow.batch.ray_cluster import _fits
 
     gpu = [(share.cpus, share.gpus)] * (model_stages * concurrency if share.gpus else 0)
     return _fits(nodes, gpu + [(share.cpus, 0.0)] * (stages * concurrency - len(gpu)))
@@ -226,7 +229,7 @@ def placed(share, nodes, concurrency, model_stages=3, stages=5):
     ],
 )
 def test_stage_actors_always_fit_the_cluster(nodes, concurrency):
-    from emoflow.batch.ray import plan_resources
+    from emoflow.batch.ray_cluster import plan_resources
 
     share = plan_resources(nodes, concurrency)
     assert 0 < share.cpus <= 1.0 and share.threads >= 1
@@ -241,7 +244,7 @@ def test_stage_actors_always_fit_the_cluster(nodes, concurrency):
 
 
 def test_a_cluster_too_small_for_the_actors_is_a_config_error():
-    from emoflow.batch.ray import plan_resources
+    from emoflow.batch.ray_cluster import plan_resources
 
     with pytest.raises(ConfigError, match="cannot hold 500 stage actors .*lower --concurrency"):
         plan_resources([{"CPU": 2.0}], 100)
@@ -251,7 +254,7 @@ def test_a_cluster_too_small_for_the_actors_is_a_config_error():
 
 def test_ray_start_up_is_bounded(monkeypatch):
     ray = pytest.importorskip("ray", reason="needs emoflow[ray]")
-    from emoflow.batch import ray as engine
+    from emoflow.batch.ray_cluster import start_ray
 
     release = threading.Event()
     monkeypatch.setattr(ray, "init", lambda **kw: release.wait(60))
@@ -259,7 +262,7 @@ def test_ray_start_up_is_bounded(monkeypatch):
     t0 = time.monotonic()
     try:
         with pytest.raises(ConfigError, match="could not start a local Ray instance within 0.5 s"):
-            engine.start_ray(None, timeout_s=0.5)
+            start_ray(None, timeout_s=0.5)
         assert time.monotonic() - t0 < 45  # the start gave up, not waited for ray.init (60 s)
     finally:
         release.set()
@@ -269,15 +272,40 @@ def test_ray_start_up_is_bounded(monkeypatch):
 
 
 class CsvPipeline(FakePipeline):
-    """Also writes sentences.csv and timeline.csv (one row each, naming the input)."""
+    """A real (tiny) result, so that every format can be written: one sentence naming the input."""
 
-    def analyze(self, path: Path) -> SimpleNamespace:
-        import pandas as pd
+    def analyze(self, path: Path):  # -> Result
+        import numpy as np
 
-        result = super().analyze(path)
-        result.sentences_frame = lambda: pd.DataFrame({"text": [Path(path).name], "start": [0.0]})
-        result.timeline_frame = lambda: pd.DataFrame({"time": [0.0], "joy": [0.5]})
-        return result
+        from emoflow.provenance import Provenance
+        from emoflow.results import Result, SentenceResult, SourceInfo
+        from emoflow.types import AudioEmotion, EmotionScores, Sentence, Timeline, TimeSpan, Transcript
+
+        fake = super().analyze(path)
+        scores = EmotionScores(("joy", "sad"), (0.5, 0.5))
+        sentence = Sentence(0, Path(path).name, TimeSpan(0.0, 1.0))
+        return Result(
+            source=SourceInfo(str(path), fake.source.sha256, 1.5, 16000, 1),
+            models={
+                m: Provenance(m, None) for m in ("asr", "audio_emotion", "text_emotion", "sequence_encoder")
+            },
+            settings={},
+            transcript=Transcript((), "en"),
+            sentences=[SentenceResult(sentence, scores, "joy", scores)],
+            utterance=AudioEmotion(scores, np.zeros(4, np.float32)),
+            timeline=Timeline(
+                "pooled",
+                1.0,
+                1.0,
+                scores.labels,
+                (TimeSpan(0.0, 1.0),),
+                np.full((1, 2), 0.5, np.float32),
+                np.zeros((1, 4), np.float32),
+            ),
+            audio_sentences=np.zeros((1, 4), np.float32),
+            text_sentences=np.zeros((1, 3), np.float32),
+            timings=fake.timings,
+        )
 
 
 CSV = ["json", "csv"]
@@ -348,7 +376,7 @@ def test_a_new_file_taking_an_earlier_files_output_name_refuses_the_run(tmp_path
 def test_the_ray_driver_builds_the_corpus_tables_from_this_runs_inputs(tmp_path, monkeypatch):
     pytest.importorskip("ray", reason="needs emoflow[ray]")
     from emoflow.batch import ray as engine
-    from emoflow.batch.local import _append, record_for, save_output
+    from emoflow.batch.index import record_for, save_output
     from emoflow.config import PipelineConfig
 
     corpus, out = tmp_path / "corpus", tmp_path / "out"
@@ -356,15 +384,12 @@ def test_the_ray_driver_builds_the_corpus_tables_from_this_runs_inputs(tmp_path,
     run_batch(discover(corpus), out, CsvPipeline(), formats=CSV)  # `talk`, then renamed
     audio(corpus / "s2" / "talk.wav", b"second")
 
-    def pipeline(ray, todo, out, config, formats, concurrency, summary, *rest):
+    def pipeline(todo, out, config, formats, concurrency, run, bounds):
         # what the stages and the driver's on_row do, without a cluster
-        done = next((a for a in rest if isinstance(a, list)), [])  # where the driver collects names
         for item in todo:
             result = CsvPipeline().analyze(item.path)
             save_output(result, out, item.name, formats)
-            _append(out / "index.jsonl", record_for(item, "ok", 0.1, result=result))
-            summary.done += 1
-            done.append(item.name)
+            run.ok(item, record_for(item, "ok", 0.1, result=result))
 
     monkeypatch.setattr(engine, "start_ray", lambda *a, **k: lambda: None)
     monkeypatch.setattr(engine, "_run_pipeline", pipeline)
@@ -424,22 +449,24 @@ def rows_thread_gone() -> bool:
 def test_a_watchdog_that_cannot_see_the_actors_warns_once_and_bounds_the_wait(
     fake_ray_job, caplog, table, reason
 ):
-    from emoflow.batch.ray import consume
+    from emoflow.batch.ray_watchdog import WatchBounds, consume
 
     fake_ray_job(table)
     t0 = time.monotonic()
     stalled = rf"stalled: no recording finished for 1 s .*{reason}"
     with (
-        caplog.at_level(logging.WARNING, logger="emoflow.batch.ray"),
+        caplog.at_level(logging.WARNING, logger="emoflow.batch.ray_watchdog"),
         pytest.raises(ConfigError, match=stalled),
     ):
         consume(
             never_a_row(),
             lambda r: None,
-            pending_timeout_s=0.3,
-            blind_stall_timeout_s=1,
-            poll_s=0.02,
-            check_every_s=0.05,
+            WatchBounds(
+                pending_timeout_s=0.3,
+                blind_stall_timeout_s=1,
+                poll_s=0.02,
+                check_every_s=0.05,
+            ),
         )
     assert time.monotonic() - t0 < 50
     warnings = [r.getMessage() for r in caplog.records if "cannot see which actors" in r.getMessage()]
@@ -449,7 +476,7 @@ def test_a_watchdog_that_cannot_see_the_actors_warns_once_and_bounds_the_wait(
 
 def test_a_watchdog_that_sees_the_actors_never_stops_a_slow_healthy_batch(fake_ray_job, caplog):
     # the blind fallback must not apply while the table is readable: long recordings are fine
-    from emoflow.batch.ray import consume
+    from emoflow.batch.ray_watchdog import WatchBounds, consume
 
     fake_ray_job({"a1": {"ActorClassName": "AudioStage", "JobID": "01000000", "State": "ALIVE", "Pid": 7}})
 
@@ -459,30 +486,51 @@ def test_a_watchdog_that_sees_the_actors_never_stops_a_slow_healthy_batch(fake_r
             yield {"name": str(i)}
 
     got: list[dict] = []
-    with caplog.at_level(logging.WARNING, logger="emoflow.batch.ray"):
+    with caplog.at_level(logging.WARNING, logger="emoflow.batch.ray_watchdog"):
         consume(
             slow_rows(),
             got.append,
-            pending_timeout_s=0.1,
-            blind_stall_timeout_s=0.2,
-            poll_s=0.02,
-            check_every_s=0.02,
+            WatchBounds(
+                pending_timeout_s=0.1,
+                blind_stall_timeout_s=0.2,
+                poll_s=0.02,
+                check_every_s=0.02,
+            ),
         )
     assert [r["name"] for r in got] == ["0", "1", "2"]
     assert not [r for r in caplog.records if "cannot see" in r.getMessage()]
 
 
 def test_a_given_stall_timeout_is_kept_when_the_watchdog_is_blind(fake_ray_job):
-    from emoflow.batch.ray import consume
+    from emoflow.batch.ray_watchdog import WatchBounds, consume
 
     fake_ray_job(RuntimeError("gone"))
     with pytest.raises(ConfigError, match=r"no recording finished for 0.5 s .*RuntimeError: gone"):
         consume(
             never_a_row(),
             lambda r: None,
-            stall_timeout_s=0.5,
-            blind_stall_timeout_s=3600,
-            poll_s=0.02,
-            check_every_s=0.05,
+            WatchBounds(
+                stall_timeout_s=0.5,
+                blind_stall_timeout_s=3600,
+                poll_s=0.02,
+                check_every_s=0.05,
+            ),
         )
     assert rows_thread_gone()
+
+
+def test_a_batchs_reports_share_one_plotly_js(tmp_path):
+    # issue 12.7: each report inlined 3.5 MB of plotly.js; in a batch they load one shared copy
+    from emoflow.export.writers import SHARED_ASSETS
+
+    corpus, out = tmp_path / "corpus", tmp_path / "out"
+    audio(corpus / "a.wav", b"first")
+    audio(corpus / "b.wav", b"second")
+    s = run_batch(discover(corpus), out, CsvPipeline(), formats=["json", "html"])
+    assert s.done == 2
+    shared = list((out / SHARED_ASSETS).glob("plotly-*.min.js"))
+    assert len(shared) == 1
+    for name in ("a", "b"):
+        report = (out / name / "report.html").read_text(encoding="utf-8")
+        assert f"../{SHARED_ASSETS}/{shared[0].name}" in report
+        assert len(report) < shared[0].stat().st_size  # not inlined
