@@ -7,19 +7,16 @@ emotion2vec on each sentence's span, the whole recording and a sliding-window ti
 
 Each model stage is built once, on first use, and reused for every recording a
 :class:`Pipeline` analyses (and models are shared process-wide through the model cache).
+The stages are typed by their Protocols (:mod:`emoflow.protocols`); which weights they use is
+known from the settings alone (:func:`~emoflow.provenance_record.models_provenance`).
 """
 
 from __future__ import annotations
 
-import hashlib
 import logging
 import os
-import time
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
-from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING
 
 import numpy as np
 
@@ -28,89 +25,56 @@ from emoflow.audio.io import Audio, AudioSource, load_audio, probe_duration, sou
 from emoflow.config import PipelineConfig
 from emoflow.errors import AudioError
 from emoflow.models import ModelSpec
+from emoflow.protocols import (
+    AudioEmotionModel,
+    SequenceEmbedder,
+    SpeechRegions,
+    TextEmotionModel,
+    Transcriber,
+)
+from emoflow.provenance import Provenance
+from emoflow.provenance_record import model_spec, models_provenance
 from emoflow.results import Result, SentenceResult, SourceInfo
 from emoflow.text.sentences import SentenceSegmenter
 from emoflow.text.sequences import emotion_sequence
-from emoflow.types import AudioEmotion, EmotionScores, Sentence, Timeline, TimeSpan, Transcript
+from emoflow.types import Transcript, samples_to_seconds
+from emoflow.work import MODEL_STAGES, STAGES, Progress, TranscriptSource, Work, file_sha256
+
+if TYPE_CHECKING:
+    from emoflow.fusion.train import FusionClassifier
+
+__all__ = [  # the Work record and its names live in emoflow.work; importable from here as before
+    "MODEL_STAGES",
+    "STAGES",
+    "Pipeline",
+    "Progress",
+    "TranscriptSource",
+    "Work",
+    "analyze",
+    "file_sha256",
+    "models_provenance",
+    "output_dir_for",
+]
 
 log = logging.getLogger(__name__)
 
-STAGES = (
-    "decode",
-    "vad",
-    "asr",
-    "sentences",
-    "text_emotion",
-    "sequence_embedding",
-    "audio_emotion",
-    "assemble",
-)
 MIN_SAMPLES = 400  # 25 ms at 16 kHz: emotion2vec's first frame (speech.emotion2vec.FRAME_FIELD)
-MODEL_STAGES = frozenset({"vad", "asr", "text_emotion", "sequence_embedding", "audio_emotion"})
-Progress = Callable[[str], None]
-
-
-def file_sha256(path: str | os.PathLike, block: int = 1 << 20) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        while chunk := f.read(block):
-            h.update(chunk)
-    return h.hexdigest()
-
-
-@dataclass
-class Work:
-    """One recording in flight through the stages (picklable, so stages may run in other processes)."""
-
-    source: Any
-    transcript_in: Any = None
-    timings: dict[str, float] = field(default_factory=dict)
-    progress: Progress | None = field(default=None, repr=False)
-    audio: Audio | None = None
-    info: SourceInfo | None = None
-    speech: list[TimeSpan] = field(default_factory=list)
-    transcript: Transcript | None = None
-    sentences: list[Sentence] = field(default_factory=list)
-    text_scores: list[EmotionScores] = field(default_factory=list)
-    sequences: list[str] = field(default_factory=list)
-    text_emb: np.ndarray = field(default_factory=lambda: np.zeros((0, 0), np.float32))
-    audio_scores: list[EmotionScores] = field(default_factory=list)
-    audio_emb: np.ndarray = field(default_factory=lambda: np.zeros((0, 0), np.float32))
-    utterance: AudioEmotion | None = None
-    timeline: Timeline | None = None
-    voice: dict[str, str] = field(default_factory=dict)  # how the voice side was computed
-
-    @contextmanager
-    def stage(self, name: str) -> Iterator[None]:
-        if self.progress:
-            self.progress(name)
-        t0 = time.perf_counter()
-        yield
-        self.timings[name] = self.timings.get(name, 0.0) + time.perf_counter() - t0
-
-    def need_audio(self) -> Audio:
-        if self.audio is None:
-            raise RuntimeError("stage_decode must run first")
-        return self.audio
-
-    def __getstate__(self) -> dict[str, Any]:
-        state = dict(self.__dict__)
-        state["progress"] = None  # callbacks stay in their process
-        return state
 
 
 class Pipeline:
-    """The analysis with its models loaded once. Stages may be injected (tests, notebooks)."""
+    """The analysis with its models loaded once. Stages may be injected (tests, notebooks): any
+    object that fits the stage's Protocol (:mod:`emoflow.protocols`) will do."""
 
     def __init__(
         self,
         config: PipelineConfig | None = None,
         *,
-        transcriber: Any = None,
-        audio_encoder: Any = None,
-        text_classifier: Any = None,
-        sequence_embedder: Any = None,
-        vad: Any = None,
+        transcriber: Transcriber | None = None,
+        audio_encoder: AudioEmotionModel | None = None,
+        text_classifier: TextEmotionModel | None = None,
+        sequence_embedder: SequenceEmbedder | None = None,
+        vad: SpeechRegions | None = None,
+        fusion: FusionClassifier | None = None,
     ) -> None:
         self.config = config or PipelineConfig()
         self._transcriber = transcriber
@@ -118,17 +82,43 @@ class Pipeline:
         self._text = text_classifier
         self._embedder = sequence_embedder
         self._vad = vad
-        self._fusion: Any = None
+        self._fusion = fusion
         self.segmenter = SentenceSegmenter(self.config.sentences, vad=None)
 
     def _spec(self, model: str) -> ModelSpec:
-        return ModelSpec(
-            model, device=self.config.device, dtype=self.config.dtype, offline=self.config.offline
+        return model_spec(self.config, model)
+
+    def derive(self, config: PipelineConfig) -> Pipeline:
+        """A pipeline with ``config`` that shares this one's already built stages wherever the
+        settings a stage is built from are the same in both (the service derives one per
+        request's settings; a stage not built yet is built by the new pipeline on first use,
+        its model still shared through the model cache)."""
+
+        def same(*names: str) -> bool:
+            return all(getattr(self.config, n) == getattr(config, n) for n in names)
+
+        placed = same("device", "dtype", "offline")  # every model stage is built with these
+        fusion = self._fusion
+        if fusion is not None and not (same("fusion_model") and self._same_features(config)):
+            fusion = None  # checked against other features: the new pipeline checks its own
+        return Pipeline(
+            config,
+            vad=self._vad,  # Silero has no settings
+            transcriber=self._transcriber if placed and same("asr_backend", "asr_model", "asr") else None,
+            audio_encoder=self._audio if placed and same("audio_model") else None,
+            text_classifier=self._text if placed and same("text_model") else None,
+            sequence_embedder=self._embedder if placed and same("encoder_model", "embedding") else None,
+            fusion=fusion,
         )
+
+    def _same_features(self, config: PipelineConfig) -> bool:
+        from emoflow.fusion.features import FeatureInfo
+
+        return not FeatureInfo.of(self.config).differences(FeatureInfo.of(config))
 
     # ---- stages, built on first use ------------------------------------------------------
     @property
-    def vad(self) -> Any:
+    def vad(self) -> SpeechRegions:
         if self._vad is None:
             from emoflow.audio.vad import SpeechDetector
 
@@ -136,19 +126,16 @@ class Pipeline:
         return self._vad
 
     @property
-    def transcriber(self) -> Any:
+    def transcriber(self) -> Transcriber:
         if self._transcriber is None:
-            from emoflow.asr.whisper_ct2 import make_transcriber
+            from emoflow.asr import make_transcriber
 
-            self._transcriber = make_transcriber(
-                self.config.asr_backend, self._spec(self.config.asr_model), self.config.asr
-            )
-            if hasattr(self._transcriber, "_vad"):
-                self._transcriber._vad = self.vad
+            c = self.config
+            self._transcriber = make_transcriber(c.asr_backend, self._spec(c.asr_model), c.asr, vad=self.vad)
         return self._transcriber
 
     @property
-    def audio_encoder(self) -> Any:
+    def audio_encoder(self) -> AudioEmotionModel:
         if self._audio is None:
             from emoflow.speech.emotion2vec import Emotion2vecEncoder
 
@@ -156,7 +143,7 @@ class Pipeline:
         return self._audio
 
     @property
-    def text_classifier(self) -> Any:
+    def text_classifier(self) -> TextEmotionModel:
         if self._text is None:
             from emoflow.text.emotion import TextEmotionClassifier
 
@@ -164,7 +151,7 @@ class Pipeline:
         return self._text
 
     @property
-    def sequence_embedder(self) -> Any:
+    def sequence_embedder(self) -> SequenceEmbedder:
         if self._embedder is None:
             emb = self.config.embedding
             if emb.method == "word2vec":
@@ -176,21 +163,22 @@ class Pipeline:
 
                 self._embedder = SequenceEncoder(
                     self._spec(self.config.encoder_model),
-                    pooling=emb.method,  # type: ignore[arg-type]
+                    pooling="layers" if emb.method == "layers" else "cls",
                     layers=emb.layers,
                     weights=emb.weights,
                 )
         return self._embedder
 
     @property
-    def fusion(self) -> Any:
-        """The trained fusion classifier (``config.fusion_model``), checked against our features."""
+    def fusion(self) -> FusionClassifier | None:
+        """The trained fusion classifier (``config.fusion_model``), checked against the features
+        these settings give (from their provenance records: no model is loaded to check)."""
         if self._fusion is None and self.config.fusion_model:
-            from emoflow.fusion.features import feature_info
+            from emoflow.fusion.features import FeatureInfo
             from emoflow.fusion.train import FusionClassifier
 
             clf = FusionClassifier.load(self.config.fusion_model)
-            clf.check_features(feature_info(self))
+            clf.check_features(FeatureInfo.of(self.config))
             self._fusion = clf
         return self._fusion
 
@@ -204,7 +192,7 @@ class Pipeline:
     def analyze(
         self,
         source: AudioSource | Audio,
-        transcript: str | os.PathLike | Transcript | None = None,
+        transcript: TranscriptSource | None = None,
         progress: Progress | None = None,
     ) -> Result:
         """Analyse one recording. ``transcript``: a precomputed word-level transcript (file or
@@ -239,10 +227,11 @@ class Pipeline:
             # the header may have lied (or been silent): check the decoded length too
             self.config.timeline.check_duration(audio.duration, name)
             if len(audio.samples) < MIN_SAMPLES:
+                least_ms = samples_to_seconds(MIN_SAMPLES, audio.sample_rate) * 1000
                 raise AudioError(
                     f"{name}: the audio is only {len(audio.samples)} samples "
                     f"({audio.duration * 1000:.1f} ms) long at {audio.sample_rate} Hz; "
-                    f"the analysis needs at least {MIN_SAMPLES / audio.sample_rate * 1000:.0f} ms"
+                    f"the analysis needs at least {least_ms:.0f} ms"
                 )
             path = audio.path
             work.audio = audio
@@ -338,30 +327,10 @@ class Pipeline:
                 voice=work.voice,
             )
 
-    def describe_models(self, transcript_given: bool = False) -> dict[str, Any]:
-        """Which weights the analysis uses, per model: id, requested and resolved revision (hub
-        commit, or ``sha256:`` content hash of a local folder), source and settings. Loads no
-        model and uses no network, so any process can assemble a result (see models.py)."""
-        from emoflow.models import package_provenance
-        from emoflow.text.embeddings import describe_embedding
-
-        c, e = self.config, self.config.embedding
-        asr = (
-            {"id": "precomputed transcript", "revision": None, "source": "given"}
-            if transcript_given
-            else self._spec(c.asr_model).record(backend=c.asr_backend).to_dict()
-        )
-        encoder = describe_embedding(
-            e.method, spec=self._spec(c.encoder_model), layers=e.layers, weights=e.weights, scheme=e.scheme
-        )
-        return {
-            "asr": asr,
-            "audio_emotion": self._spec(c.audio_model).provenance(),
-            "text_emotion": self._spec(c.text_model).provenance(),
-            "sequence_encoder": encoder,
-            "vad": package_provenance("silero-vad", "silero-vad").to_dict(),
-            **({"fusion": self._spec(c.fusion_model).provenance()} if c.fusion_model else {}),
-        }
+    def describe_models(self, transcript_given: bool = False) -> dict[str, Provenance]:
+        """Which weights the analysis uses, per model (see :func:`models_provenance`): loads no
+        model and uses no network, so any process can assemble a result."""
+        return models_provenance(self.config, transcript_given=transcript_given)
 
 
 _DEFAULT: dict[PipelineConfig, Pipeline] = {}
@@ -370,7 +339,7 @@ _DEFAULT: dict[PipelineConfig, Pipeline] = {}
 def analyze(
     source: AudioSource | Audio,
     config: PipelineConfig | None = None,
-    transcript: str | os.PathLike | Transcript | None = None,
+    transcript: TranscriptSource | None = None,
 ) -> Result:
     """Analyse one recording with default (or given) settings; models are reused across calls."""
     config = config or PipelineConfig()

@@ -1,4 +1,10 @@
-"""The typed result of an analysis, its JSON form (with a JSON Schema) and its files."""
+"""The typed result of an analysis and its JSON form (with a JSON Schema).
+
+Plain records only: no model backend is imported here. Each type writes and reads its own JSON
+(``to_dict`` / ``from_dict``; the parts' types in :mod:`emoflow.types` and
+:mod:`emoflow.provenance`); writing a result's files is the export layer's
+(:func:`emoflow.export.writers.save_result`, which :meth:`Result.save` calls).
+"""
 
 from __future__ import annotations
 
@@ -9,11 +15,12 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from importlib import resources
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from emoflow.errors import InputError
+from emoflow.provenance import Provenance
 from emoflow.types import (
     SCHEMA_VERSION,
     AudioEmotion,
@@ -23,6 +30,9 @@ from emoflow.types import (
     TimeSpan,
     Transcript,
 )
+
+if TYPE_CHECKING:
+    import pandas as pd
 
 ALL_FORMATS = ("json", "npz", "csv", "srt", "png", "html")
 EMBEDDINGS_FILE = "embeddings.npz"
@@ -94,7 +104,7 @@ class Result:
     """Everything an analysis found about one recording. Times in seconds."""
 
     source: SourceInfo
-    models: dict[str, Any]
+    models: dict[str, Provenance]  # which weights, per model (see emoflow.provenance_record)
     settings: dict[str, Any]
     transcript: Transcript
     sentences: list[SentenceResult]
@@ -127,13 +137,10 @@ class Result:
         return {
             "schema_version": SCHEMA_VERSION,
             "source": self.source.to_dict(),
-            "models": self.models,
+            "models": {name: p.to_dict() for name, p in self.models.items()},
             "settings": self.settings,
-            "transcript": {
-                "text": self.transcript.text,
-                "language": self.transcript.language,
-                "words": [w.to_dict() for w in self.transcript.words],
-            },
+            # the transcript's own record, without its schema_version (the result's is above)
+            "transcript": {k: v for k, v in self.transcript.to_dict().items() if k != "schema_version"},
             "sentences": [s.to_dict() for s in self.sentences],
             "utterance": {"audio_emotion": self.utterance.scores.to_dict()},
             "timeline": self.timeline.to_dict(),
@@ -162,30 +169,17 @@ class Result:
             raise InputError(
                 f"the embeddings lack {', '.join(missing)}; pass all arrays of {EMBEDDINGS_FILE}"
             )
-        tl = d["timeline"]
-        labels = tuple(str(x) for x in tl["labels"])
-        windows = tl["windows"]
-        timeline = Timeline(
-            str(tl["mode"]),
-            float(tl["window_s"]),
-            float(tl["hop_s"]),
-            labels,
-            tuple(TimeSpan(float(w["start"]), float(w["end"])) for w in windows),
-            np.asarray([w["scores"] for w in windows], dtype=np.float64).reshape(len(windows), len(labels)),
-            np.asarray(embeddings["timeline"]),
-        )
-        t = d["transcript"]
         return cls(
             source=SourceInfo.from_dict(d["source"]),
-            models=dict(d["models"]),
+            models={str(name): Provenance.from_dict(p) for name, p in d["models"].items()},
             settings=dict(d["settings"]),
-            transcript=Transcript.from_dict(t),
+            transcript=Transcript.from_dict(d["transcript"]),
             sentences=[SentenceResult.from_dict(s) for s in d["sentences"]],
             utterance=AudioEmotion(
                 EmotionScores.from_dict(d["utterance"]["audio_emotion"]),
                 np.asarray(embeddings["audio_utterance"]),
             ),
-            timeline=timeline,
+            timeline=timeline_from_dict(d["timeline"], np.asarray(embeddings["timeline"])),
             audio_sentences=np.asarray(embeddings["audio_sentences"]),
             text_sentences=np.asarray(embeddings["text_sentences"]),
             timings={str(k): float(v) for k, v in d.get("timings_s", {}).items()},
@@ -217,37 +211,18 @@ class Result:
                 f"{d / 'result.json'}: not an emoflow result ({type(e).__name__}: {e})"
             ) from None
 
-    def sentences_frame(self) -> Any:
-        """A pandas DataFrame: one row per sentence with both modalities' top emotions and all scores."""
-        import pandas as pd
+    def sentences_frame(self) -> pd.DataFrame:
+        """A pandas DataFrame: one row per sentence with both modalities' top emotions and all
+        scores (the export layer's table: :func:`emoflow.export.tables.sentences_table`)."""
+        from emoflow.export.tables import sentences_table
 
-        rows = []
-        for s in self.sentences:
-            row: dict[str, Any] = {
-                "index": s.sentence.index,
-                "start": s.sentence.start,
-                "end": s.sentence.end,
-                "text": s.sentence.text,
-                "sequence": s.sequence,
-                "text_top": s.text_emotion.top,
-                "audio_top": s.audio_emotion.top,
-            }
-            if s.fused is not None:
-                row["fused_top"] = s.fused.top
-            row.update({f"text_{k}": v for k, v in s.text_emotion.as_mapping().items()})
-            row.update({f"audio_{k}": v for k, v in s.audio_emotion.as_mapping().items()})
-            rows.append(row)
-        cols = ["index", "start", "end", "text", "sequence", "text_top", "audio_top"]
-        return pd.DataFrame(rows, columns=None if rows else cols)
+        return sentences_table(self)
 
-    def timeline_frame(self) -> Any:
-        import pandas as pd
+    def timeline_frame(self) -> pd.DataFrame:
+        """A pandas DataFrame: one row per timeline window (:func:`emoflow.export.tables.timeline_table`)."""
+        from emoflow.export.tables import timeline_table
 
-        tl = self.timeline
-        df = pd.DataFrame(tl.scores, columns=list(tl.labels))
-        df.insert(0, "end", [s.end for s in tl.spans])
-        df.insert(0, "start", [s.start for s in tl.spans])
-        return df
+        return timeline_table(self)
 
     # ---- files ----------------------------------------------------------------------------
     def save(self, directory: str | os.PathLike, formats: Iterable[str] = ALL_FORMATS) -> Path:
@@ -256,6 +231,22 @@ class Result:
         from emoflow.export.writers import save_result
 
         return save_result(self, directory, formats)
+
+
+def timeline_from_dict(d: Mapping[str, Any], embeddings: np.ndarray) -> Timeline:
+    """The inverse of :meth:`Timeline.to_dict` (the window embeddings are stored apart, in the
+    ``timeline`` array of ``embeddings.npz``)."""
+    labels = tuple(str(x) for x in d["labels"])
+    windows = d["windows"]
+    return Timeline(
+        str(d["mode"]),
+        float(d["window_s"]),
+        float(d["hop_s"]),
+        labels,
+        tuple(TimeSpan(float(w["start"]), float(w["end"])) for w in windows),
+        np.asarray([w["scores"] for w in windows], dtype=np.float64).reshape(len(windows), len(labels)),
+        embeddings,
+    )
 
 
 def result_schema() -> dict[str, Any]:

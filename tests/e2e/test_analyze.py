@@ -15,7 +15,7 @@ from emoflow.config import TimelineConfig
 from emoflow.errors import TranscriptError
 from emoflow.pipeline import Pipeline
 from emoflow.results import validate_result
-from tests.conftest import boundary_error, run_cli, speech_files, truth_for
+from tests.helpers import boundary_error, need_shared, run_cli, run_cli_in_process, speech_files, truth_for
 
 pytestmark = pytest.mark.slow
 FILES = [
@@ -126,8 +126,6 @@ def test_api_result_views(pipeline):
 
 
 def test_precomputed_transcript(pipeline, tmp_path):
-    from tests.conftest import need_shared
-
     audio = need_shared("audio", "speech", "three_moods.wav")
     transcript = {
         "text": " I am so happy. Why?",
@@ -143,7 +141,7 @@ def test_precomputed_transcript(pipeline, tmp_path):
     p.write_text(json.dumps(transcript))
     r = pipeline.analyze(audio, transcript=p)
     assert [s.sentence.text for s in r.sentences] == ["I am so happy.", "Why?"]
-    assert r.models["asr"]["id"] == "precomputed transcript"
+    assert r.models["asr"].id == "precomputed transcript"
     long = tmp_path / "long.json"
     long.write_text(json.dumps({"chunks": [{"text": " a", "timestamp": [50.0, 51.0]}]}))
     with pytest.raises(TranscriptError, match="runs to 50.00 s"):
@@ -169,7 +167,6 @@ def test_audio_shorter_than_a_window(pipeline):
 
 def test_rates_and_channels_give_the_same_shape(pipeline, tmp_path):
     from emoflow.audio.io import load_audio
-    from tests.conftest import need_shared
 
     base = load_audio(need_shared("audio", "speech", "three_moods.wav")).samples
     import soxr
@@ -204,16 +201,11 @@ def test_timeline_mode_pooled(config):
     assert r.timeline.mode == "pooled" and r.timeline.spans[-1].end == 5.0
 
 
-def test_cli_in_process_outputs_modes_and_report_escaping(replica_args, tmp_path, capsys, monkeypatch):
+def test_cli_in_process_outputs_modes_and_report_escaping(replica_args, tmp_path):
     """One short analysis through the CLI in this process: ordinary file modes (issue 11.11), a
     word with ``<!--<script>`` kept whole in the report's data (11.10), nothing else in --out."""
     import os
 
-    import emoflow.models
-    from emoflow import cli
-    from tests.conftest import need_shared
-
-    monkeypatch.setattr(emoflow.models, "set_cpu_threads", lambda *a, **k: None)
     audio = need_shared("audio", "speech", "three_moods.wav")
     word = "<!--<script>"
     t = tmp_path / "t.json"
@@ -231,14 +223,20 @@ def test_cli_in_process_outputs_modes_and_report_escaping(replica_args, tmp_path
     out = tmp_path / "out"
     old = os.umask(0o022)
     try:
-        code = cli.run(
-            ["analyze", str(audio), "--transcript", str(t), "--out", str(out), "--format", "json,html"]
-            + [a for a in replica_args if a]
+        r = run_cli_in_process(
+            "analyze",
+            str(audio),
+            "--transcript",
+            str(t),
+            "--out",
+            str(out),
+            "--format",
+            "json,html",
+            *replica_args,
         )
     finally:
         os.umask(old)
-    err = capsys.readouterr().err
-    assert code == 0, err
+    assert r.returncode == 0, r.stderr
     d = out / audio.stem
     assert [p.name for p in out.iterdir()] == [audio.stem]
     assert sorted(p.name for p in d.iterdir()) == ["report.html", "result.json"]

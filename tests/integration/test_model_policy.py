@@ -13,6 +13,7 @@ import numpy as np
 import pytest
 
 from emoflow.models import ModelCache, directory_digest
+from emoflow.provenance import Provenance
 from emoflow.types import TimeSpan, Transcript, Word
 
 STAGE_MODULES = (
@@ -26,11 +27,18 @@ STAGE_MODULES = (
 
 @pytest.fixture
 def fresh_model_cache(monkeypatch):
-    """Every stage loads anew (a model cached by an earlier test would never reach ``_load``)."""
+    """Every stage loads anew (a model cached by an earlier test would never reach ``load``):
+    the stages' base holds the cache; a stage module that still imports it gets the new one too."""
     import importlib
 
+    import emoflow.stage
+
+    cache = ModelCache()
+    monkeypatch.setattr(emoflow.stage, "MODEL_CACHE", cache)
     for name in STAGE_MODULES:
-        monkeypatch.setattr(importlib.import_module(name), "MODEL_CACHE", ModelCache())
+        module = importlib.import_module(name)
+        if hasattr(module, "MODEL_CACHE"):
+            monkeypatch.setattr(module, "MODEL_CACHE", cache)
 
 
 @pytest.fixture
@@ -98,8 +106,8 @@ class StubTranscriber:
         ]
         return Transcript(tuple(Word(t, TimeSpan(a, b), 0.9) for t, a, b in words), "en")
 
-    def describe(self) -> dict[str, Any]:
-        return {}
+    def provenance(self) -> Provenance:
+        return Provenance("stub transcriber", None, source="given")
 
 
 def test_result_json_names_the_exact_weights(replicas, tmp_path):
@@ -166,7 +174,7 @@ def test_describe_models_loads_nothing(replicas, tmp_path):
         offline=True,
     )
     p = Pipeline(config)
-    models = p.describe_models()
+    models = {name: record.to_dict() for name, record in p.describe_models().items()}
     assert (p._transcriber, p._audio, p._text, p._embedder, p._fusion) == (None,) * 5
     enc = models["sequence_encoder"]
     assert enc["method"] == "generation" and enc["path"] == enc["id"] == str(scheme)
@@ -179,7 +187,7 @@ def test_describe_models_loads_nothing(replicas, tmp_path):
         "requested_revision": None,
         "source": "hub",
     }
-    assert p.describe_models(transcript_given=True)["asr"]["revision"] is None
+    assert p.describe_models(transcript_given=True)["asr"].revision is None
 
 
 def test_feature_info_keys_the_cache_by_the_weights(replicas, tmp_path):
@@ -198,7 +206,7 @@ def test_feature_info_keys_the_cache_by_the_weights(replicas, tmp_path):
         text_model=str(text),
         encoder_model=str(replicas["distilbert"]),
     )
-    info = feature_info(Pipeline(config))
+    info = feature_info(Pipeline(config)).to_dict()
     assert info["audio_model"]["revision"] == directory_digest(replicas["emotion2vec"])
     assert info["text_model"]["revision"] == directory_digest(text)
     assert info["sequence_encoder"]["revision"] == directory_digest(replicas["distilbert"])
@@ -210,7 +218,7 @@ def test_feature_info_keys_the_cache_by_the_weights(replicas, tmp_path):
     weights.write_bytes(bytes(data))
     st = weights.stat()
     os.utime(weights, ns=(st.st_atime_ns, st.st_mtime_ns + 3_000_000_000))
-    again = feature_info(Pipeline(config))
+    again = feature_info(Pipeline(config)).to_dict()
     assert again["text_model"]["revision"] != info["text_model"]["revision"]
     assert settings_hash(again) != settings_hash(info)
 

@@ -11,6 +11,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from emoflow.errors import InputError
+from emoflow.provenance import Provenance
 from emoflow.results import Result, SentenceResult, SourceInfo, validate_result
 from emoflow.types import AudioEmotion, EmotionScores, Sentence, Timeline, TimeSpan, Transcript, Word
 
@@ -44,6 +45,16 @@ def probability_rows(rows: int, cols: int) -> st.SearchStrategy[np.ndarray]:
     )
 
 
+provenances = st.builds(
+    Provenance,
+    st.text(max_size=10),
+    st.none() | st.text(max_size=8),
+    st.none() | st.text(max_size=8),
+    st.sampled_from(["hub", "local", "package", "given"]),
+    st.dictionaries(
+        st.sampled_from(["backend", "pooling", "method", "path"]), st.text(max_size=8), max_size=2
+    ),
+)
 sentence_results = st.builds(
     SentenceResult,
     st.builds(
@@ -81,8 +92,7 @@ def results(draw: st.DrawFn) -> Result:
     return Result(
         source=draw(sources),
         models={
-            stage: {"id": draw(st.text(max_size=10)), "revision": draw(st.none() | st.text(max_size=8))}
-            for stage in ("asr", "audio_emotion", "text_emotion", "sequence_encoder")
+            stage: draw(provenances) for stage in ("asr", "audio_emotion", "text_emotion", "sequence_encoder")
         },
         settings={"top_k": draw(st.integers(1, 7)), "separator": "__"},
         transcript=Transcript(
@@ -146,8 +156,12 @@ def fixed_result() -> Result:
     return Result(
         source=SourceInfo("a.wav", "ab" * 32, 1.25, 16000, 1),
         models={
-            s: {"id": s, "revision": None}
-            for s in ("asr", "audio_emotion", "text_emotion", "sequence_encoder")
+            "asr": Provenance("precomputed transcript", None, source="given"),
+            "audio_emotion": Provenance("org/audio", "0" * 40, "main"),
+            "text_emotion": Provenance("/models/text", "sha256:" + "ab" * 32, source="local"),
+            "sequence_encoder": Provenance(
+                "org/enc", None, options={"method": "extraction", "pooling": "cls"}
+            ),
         },
         settings={"top_k": 2},
         transcript=Transcript(words, "en"),
@@ -182,3 +196,26 @@ def test_result_save_and_load(tmp_path):
     (tmp_path / "out" / "embeddings.npz").unlink()
     with pytest.raises(InputError, match="embeddings.npz"):
         Result.load(tmp_path / "out")
+
+
+def test_models_and_transcript_keep_their_json_form():
+    """Each model's record is written by Provenance.to_dict (settings first, then the core fields);
+    the transcript by Transcript.to_dict, without a schema_version of its own."""
+    d = fixed_result().to_dict()
+    assert d["models"]["audio_emotion"] == {
+        "id": "org/audio",
+        "revision": "0" * 40,
+        "requested_revision": "main",
+        "source": "hub",
+    }
+    assert list(d["models"]["sequence_encoder"]) == [
+        "method",
+        "pooling",
+        "id",
+        "revision",
+        "requested_revision",
+        "source",
+    ]
+    assert d["models"]["asr"]["source"] == "given" and d["models"]["asr"]["revision"] is None
+    assert list(d["transcript"]) == ["text", "language", "words"]
+    validate_result(d)

@@ -15,21 +15,39 @@ import hashlib
 import json
 import logging
 import os
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from emoflow.audio.io import Audio, load_audio
-from emoflow.errors import EmoflowError
+from emoflow.errors import EmoflowError, InputError
 from emoflow.export.files import atomic_path, write_json_atomic
 from emoflow.fusion.datasets import ManifestRow
+from emoflow.fusion.feature_record import FeatureInfo, settings_hash
 from emoflow.text.sequences import emotion_sequence
 from emoflow.types import TimeSpan
 
+if TYPE_CHECKING:
+    from emoflow.pipeline import Pipeline
+
+__all__ = [
+    "FeatureExtractor",
+    "FeatureInfo",
+    "FeatureSet",
+    "feature_info",
+    "feature_key",
+    "load_cached",
+    "load_feature_info",
+    "load_label_embeddings",
+    "settings_hash",
+]
+
 log = logging.getLogger(__name__)
+
+FEATURES_FILE = "features.json"
 
 
 @dataclass
@@ -40,7 +58,7 @@ class FeatureSet:
     audio: np.ndarray  # (N, Da)
     text: np.ndarray  # (N, Dt)
     sequences: list[str]
-    info: dict[str, Any]
+    info: FeatureInfo
     failures: list[tuple[ManifestRow, str]] = field(default_factory=list)
 
     def subset(self, split: str | None) -> FeatureSet:
@@ -57,32 +75,17 @@ class FeatureSet:
         return len(self.rows)
 
 
-def feature_info(pipeline: Any) -> dict[str, Any]:
-    """The models and settings that determine the features (recorded with the cache and the model)."""
-    from emoflow.models import ModelSpec
-
-    c = pipeline.config
-    emb = pipeline.sequence_embedder
-
-    def prov(model: str, **kw: Any) -> dict[str, Any]:
-        # resolved revisions (hub commit / content hash) key the cache: other weights, other features;
-        # audio and text models are always needed, so make sure they are local and their commit known
-        return ModelSpec(model, offline=c.offline).provenance(**kw)
-
-    return {
-        "audio_model": prov(c.audio_model, resolve=True),
-        "text_model": prov(c.text_model, resolve=True),
-        "sequence_encoder": emb.describe() if hasattr(emb, "describe") else {"id": c.encoder_model},
-        "asr_model": {**prov(c.asr_model), "backend": c.asr_backend},
-        "top_k": c.top_k,
-        "separator": c.separator,
-        "audio_dim": int(pipeline.audio_encoder.dim),
-        "text_dim": int(emb.dim),
-    }
-
-
-def settings_hash(info: dict[str, Any]) -> str:
-    return hashlib.sha256(json.dumps(info, sort_keys=True).encode()).hexdigest()
+def feature_info(pipeline: Pipeline) -> FeatureInfo:
+    """The record of an extraction with ``pipeline``: its models' records (their files made
+    local first) and the features' widths, read from the loaded audio encoder and sequence
+    embedder — an extraction loads both anyway. The record alone, loading nothing:
+    :meth:`FeatureInfo.of`."""
+    return FeatureInfo.of(
+        pipeline.config,
+        resolve=True,
+        audio_dim=int(pipeline.audio_encoder.dim),
+        text_dim=int(pipeline.sequence_embedder.dim),
+    )
 
 
 def feature_key(row: ManifestRow, settings: str) -> str:
@@ -104,8 +107,10 @@ def feature_key(row: ManifestRow, settings: str) -> str:
 def load_cached(rows: Sequence[ManifestRow], cache: str | os.PathLike) -> FeatureSet:
     """Features of ``rows`` from a cache, without loading any model. Rows not in the cache
     (never extracted, or their file changed since) are listed in ``failures``."""
-    info = load_feature_info(cache)
-    settings = settings_hash(info)
+    raw = _read_features_json(cache)
+    info = _parse_info(raw, Path(cache) / FEATURES_FILE)
+    da, dt = info.widths
+    settings = settings_hash(raw)  # as written: a cache from an older emoflow keeps its keys
     items = Path(cache) / "items"
     ok, audio, text, seqs, failures = [], [], [], [], []
     for row in rows:
@@ -122,7 +127,6 @@ def load_cached(rows: Sequence[ManifestRow], cache: str | os.PathLike) -> Featur
             text.append(z["text"])
             seqs.append(str(z["sequence"]))
         ok.append(row)
-    da, dt = info["audio_dim"], info["text_dim"]
     return FeatureSet(
         ok,
         np.stack(audio) if ok else np.zeros((0, da), np.float32),
@@ -144,20 +148,37 @@ def load_label_embeddings(cache: str | os.PathLike, labels: Sequence[str]) -> np
         return np.stack([z["embeddings"][index[lab]] for lab in labels])
 
 
-def load_feature_info(cache: str | os.PathLike) -> dict[str, Any]:
-    path = Path(cache) / "features.json"
+def load_feature_info(cache: str | os.PathLike) -> FeatureInfo:
+    """The record of a feature cache (``CACHE/features.json``)."""
+    return _parse_info(_read_features_json(cache), Path(cache) / FEATURES_FILE)
+
+
+def _read_features_json(cache: str | os.PathLike) -> dict[str, Any]:
+    path = Path(cache) / FEATURES_FILE
     if not path.exists():
-        raise EmoflowError(f"{cache}: not a feature cache (no features.json); run `emoflow features` first")
-    info: dict[str, Any] = json.loads(path.read_text(encoding="utf-8"))
-    return info
+        raise EmoflowError(f"{cache}: not a feature cache (no {FEATURES_FILE}); run `emoflow features` first")
+    try:
+        raw = json.loads(path.read_text(encoding="utf-8"))
+    except (UnicodeDecodeError, json.JSONDecodeError) as e:
+        raise EmoflowError(f"{path}: not valid JSON ({e}); run `emoflow features` again") from None
+    if not isinstance(raw, dict):
+        raise EmoflowError(f"{path}: not a feature record; run `emoflow features` again")
+    return raw
+
+
+def _parse_info(raw: Mapping[str, Any], path: Path) -> FeatureInfo:
+    try:
+        return FeatureInfo.from_dict(raw)
+    except (InputError, KeyError, TypeError, ValueError) as e:
+        raise EmoflowError(f"{path}: not a feature record ({e}); run `emoflow features` again") from None
 
 
 class FeatureExtractor:
     """Extracts and caches (audio, text) features with the stages of a :class:`~emoflow.pipeline.Pipeline`."""
 
-    def __init__(self, pipeline: Any) -> None:
+    def __init__(self, pipeline: Pipeline) -> None:
         self.pipeline = pipeline
-        self.info = feature_info(pipeline)
+        self.info = feature_info(pipeline)  # loads the audio encoder and the sequence embedder
         self._settings_hash = settings_hash(self.info)
 
     def save_label_embeddings(self, cache: Path, labels: Sequence[str]) -> None:
@@ -180,7 +201,8 @@ class FeatureExtractor:
         b = row.end if row.end is not None else audio.duration
         if a >= audio.duration or b <= a:
             raise EmoflowError(f"segment {a}-{b} s is outside the audio ({audio.duration:.2f} s)")
-        return Audio(audio.slice(a, b), path=audio.path)
+        span = TimeSpan(a, b)
+        return Audio(audio.slice(span.start, span.end), audio.sample_rate, path=audio.path)
 
     def _compute(self, audio: Audio, row: ManifestRow) -> tuple[np.ndarray, np.ndarray, str, str]:
         p = self.pipeline
@@ -205,7 +227,7 @@ class FeatureExtractor:
         cache = Path(cache)
         items = cache / "items"
         items.mkdir(parents=True, exist_ok=True)
-        write_json_atomic(cache / "features.json", self.info)
+        write_json_atomic(cache / FEATURES_FILE, self.info.to_dict())
         ok_rows, audio_out, text_out, seqs, failures = [], [], [], [], []
         loaded: tuple[str, Audio] | None = None
         order = sorted(range(len(rows)), key=lambda i: rows[i].audio)  # decode each file once
@@ -233,7 +255,7 @@ class FeatureExtractor:
                 progress(done, len(rows), row.audio)
         self.save_label_embeddings(cache, sorted({lab for r in rows for lab in r.labels}))
         by_index = sorted(range(len(ok_rows)), key=lambda k: ok_rows[k][0])
-        da, dt = self.info["audio_dim"], self.info["text_dim"]
+        da, dt = self.info.widths
         return FeatureSet(
             rows=[ok_rows[k][1] for k in by_index],
             audio=np.stack([audio_out[k][1] for k in by_index])

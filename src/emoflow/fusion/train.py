@@ -26,12 +26,15 @@ from torch import nn
 
 from emoflow.errors import ConfigError, InputError, ModelError, ModelUnavailableError
 from emoflow.export.files import atomic_path, write_json_atomic
+from emoflow.fusion.feature_record import FeatureInfo
 from emoflow.fusion.metrics import multi_label_metrics, plot_confusion, single_label_metrics
 from emoflow.fusion.model import CorrelationAwareFusion, FusionConfig
+from emoflow.provenance import Provenance
 from emoflow.types import EmotionScores
 
 log = logging.getLogger(__name__)
-# 2: config.json's "model" has every FusionConfig field (label_dim added); 1 is still read
+# 2: config.json's "model" has every FusionConfig field (label_dim added); 1 is still read.
+# Both record the features as FeatureInfo.to_dict() writes them (older records still read).
 CHECKPOINT_VERSION = 2
 
 
@@ -190,7 +193,7 @@ def predict_arrays(model: CorrelationAwareFusion, audio: np.ndarray, text: np.nd
 def save_checkpoint(
     directory: str | os.PathLike,
     model: CorrelationAwareFusion,
-    feature_info: dict[str, Any],
+    features: FeatureInfo,
     train_cfg: TrainConfig,
     metrics: dict[str, Any],
     extra: dict[str, Any] | None = None,
@@ -204,7 +207,7 @@ def save_checkpoint(
         {
             "checkpoint_version": CHECKPOINT_VERSION,
             "model": model.cfg.to_dict(),
-            "features": feature_info,
+            "features": features.to_dict(),
             "train": asdict(train_cfg),
             **(extra or {}),
         },
@@ -216,8 +219,15 @@ def save_checkpoint(
 class FusionClassifier:
     """A trained checkpoint, ready to predict from (audio, text) embeddings."""
 
-    def __init__(self, model: CorrelationAwareFusion, meta: dict[str, Any], path: Path | None = None) -> None:
+    def __init__(
+        self,
+        model: CorrelationAwareFusion,
+        features: FeatureInfo,
+        meta: dict[str, Any],
+        path: Path | None = None,
+    ) -> None:
         self.model = model.eval()
+        self.features = features  # what it was trained on
         self.meta = meta
         self.path = path
         self.labels = tuple(model.cfg.labels)
@@ -262,29 +272,30 @@ class FusionClassifier:
         except (ConfigError, TypeError, RuntimeError) as e:
             why = " ".join(str(e).split())[:300] or type(e).__name__
             raise ModelError(f"{d}: model.pt does not match config.json ({why}); {retrain}") from None
-        return cls(model, meta, d)
+        try:
+            features = FeatureInfo.from_dict(meta.get("features", {}))
+        except (InputError, KeyError, TypeError, ValueError) as e:
+            why = f"config.json does not say which features it was trained on ({e})"
+            raise ModelError(f"{d}: {why}; {retrain}") from None
+        return cls(model, features, meta, d)
 
-    @property
-    def features(self) -> dict[str, Any]:
-        return dict(self.meta.get("features", {}))
-
-    def check_features(self, info: dict[str, Any]) -> None:
-        """Refuse features from other models than the ones it was trained on."""
-        mine = self.features
-        for key in ("audio_model", "text_model", "sequence_encoder", "top_k", "separator"):
-            a, b = mine.get(key), info.get(key)
-            if isinstance(a, dict) and isinstance(b, dict):
-                a = {
-                    k: v
-                    for k, v in a.items()
-                    if k in ("id", "method", "pooling", "layers", "weights", "path")
-                }
-                b = {k: v for k, v in b.items() if k in a}
-            if a != b:
-                raise ConfigError(
-                    f"fusion model {self.path} was trained with {key} = {mine.get(key)!r} but the "
-                    f"analysis uses {info.get(key)!r}; use the same models (see its config.json)"
-                )
+    def check_features(self, info: FeatureInfo) -> None:
+        """Refuse features from other models (or model settings) than the ones it was trained on;
+        the same models at other revisions only earn a warning (see :meth:`FeatureInfo.differences`)."""
+        for name, trained, used in self.features.differences(info):
+            shown = [x.to_dict() if isinstance(x, Provenance) else x for x in (trained, used)]
+            raise ConfigError(
+                f"fusion model {self.path} was trained with {name} = {shown[0]!r} but the "
+                f"analysis uses {shown[1]!r}; use the same models (see its config.json)"
+            )
+        for model_id, trained, used in self.features.revision_changes(info):
+            log.warning(
+                "fusion model %s was trained on features of %s at revision %s; the analysis uses %s",
+                self.path,
+                model_id,
+                trained,
+                used,
+            )
 
     def predict(self, audio: np.ndarray, text: np.ndarray) -> np.ndarray:
         return predict_arrays(self.model, audio, text)

@@ -5,17 +5,22 @@ from __future__ import annotations
 import logging
 import os
 from collections.abc import Callable, Sequence
-from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import torch
 
-from emoflow.config import EmbeddingConfig, PipelineConfig
+from emoflow.config import PipelineConfig
 from emoflow.errors import InputError
 from emoflow.fusion.datasets import CANDIDATES, ManifestRow, check_labels, read_manifest
-from emoflow.fusion.features import FeatureExtractor, FeatureSet, load_cached, load_label_embeddings
+from emoflow.fusion.features import (
+    FeatureExtractor,
+    FeatureInfo,
+    FeatureSet,
+    load_cached,
+    load_label_embeddings,
+)
 from emoflow.fusion.model import FusionConfig
 from emoflow.fusion.train import (
     FusionClassifier,
@@ -31,32 +36,10 @@ from emoflow.fusion.train import (
 log = logging.getLogger(__name__)
 
 
-def pipeline_config_from_features(info: dict[str, Any], base: PipelineConfig | None = None) -> PipelineConfig:
-    """The analysis settings that produce the same features a fusion model was trained on."""
-    base = base or PipelineConfig()
-    enc = info.get("sequence_encoder", {})
-    if enc.get("method") == "generation":
-        embedding = EmbeddingConfig("word2vec", scheme=enc.get("path"))
-        encoder = base.encoder_model
-    else:
-        embedding = EmbeddingConfig(
-            enc.get("pooling", "cls"),
-            layers=tuple(enc.get("layers", (-4, -3, -2, -1))),
-            weights=tuple(enc["weights"]) if enc.get("weights") else None,
-        )
-        encoder = enc.get("id", base.encoder_model)
-    asr = info.get("asr_model", {})
-    return replace(
-        base,
-        audio_model=info["audio_model"]["id"],
-        text_model=info["text_model"]["id"],
-        encoder_model=encoder,
-        embedding=embedding,
-        top_k=int(info.get("top_k", base.top_k)),
-        separator=info.get("separator", base.separator),
-        asr_model=asr.get("id", base.asr_model),
-        asr_backend=asr.get("backend", base.asr_backend),
-    )
+def pipeline_config_from_features(info: FeatureInfo, base: PipelineConfig | None = None) -> PipelineConfig:
+    """The analysis settings that produce the same features a fusion model was trained on
+    (its feature record's models and settings; ``base``'s for everything else)."""
+    return info.config(base)
 
 
 def extract_features(
@@ -104,9 +87,10 @@ def train_from_manifest(
     if len(tr) < 2:
         raise InputError(f"{manifest}: fewer than 2 training rows with features (split 'train' or empty)")
     tc = train_cfg or TrainConfig()
+    audio_dim, text_dim = fs.info.widths
     cfg = FusionConfig(
-        audio_dim=fs.info["audio_dim"],
-        text_dim=fs.info["text_dim"],
+        audio_dim=audio_dim,
+        text_dim=text_dim,
         labels=tuple(labels),
         d=d,
         heads=heads,

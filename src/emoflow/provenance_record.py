@@ -1,0 +1,99 @@
+"""Which models an analysis uses, from its settings alone: their specs and provenance records.
+
+:func:`models_provenance` is the one place where a :class:`~emoflow.config.PipelineConfig`'s
+models become :class:`~emoflow.provenance.Provenance` records — a result's ``models``, the
+fusion feature cache (``features.json``) and fusion checkpoints all come from it. It loads no
+model and uses no network (``resolve`` may download, never load). :func:`config_from_provenance`
+goes back: the settings that name the models of a set of records (a fusion model's features).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Collection, Mapping
+from dataclasses import replace
+from typing import Any, Final
+
+from emoflow.audio.vad import SILERO
+from emoflow.config import EmbeddingConfig, PipelineConfig
+from emoflow.models import ModelSpec
+from emoflow.provenance import Provenance, package_provenance
+
+# the records' names, as results store them (``fusion`` only with a fusion model)
+MODEL_KEYS: Final = ("asr", "audio_emotion", "text_emotion", "sequence_encoder", "vad", "fusion")
+# the ASR record of an analysis given a transcript instead of running ASR
+GIVEN_TRANSCRIPT: Final = Provenance("precomputed transcript", None, source="given")
+
+
+def model_spec(config: PipelineConfig, model: str) -> ModelSpec:
+    """The spec a pipeline loads ``model`` with: the config's device, dtype and offline mode."""
+    return ModelSpec(model, device=config.device, dtype=config.dtype, offline=config.offline)
+
+
+def models_provenance(
+    config: PipelineConfig, *, transcript_given: bool = False, resolve: Collection[str] = ()
+) -> dict[str, Provenance]:
+    """The provenance record of each model ``config`` names, keyed as in :data:`MODEL_KEYS`.
+
+    ``transcript_given``: the analysis reads a transcript instead of running ASR.
+    ``resolve``: keys of the records whose hub files are made local first (a download when
+    allowed), so their commits are known (the feature cache, whose key must not change once a
+    model has been downloaded). Nothing is loaded either way.
+    """
+    c = config
+
+    def record(key: str, model: str, **options: Any) -> Provenance:
+        return model_spec(c, model).record(resolve=key in resolve, **options)
+
+    return {
+        "asr": GIVEN_TRANSCRIPT if transcript_given else record("asr", c.asr_model, backend=c.asr_backend),
+        "audio_emotion": record("audio_emotion", c.audio_model),
+        "text_emotion": record("text_emotion", c.text_model),
+        "sequence_encoder": _embedding(c, resolve="sequence_encoder" in resolve),
+        "vad": package_provenance(SILERO, SILERO),
+        **({"fusion": record("fusion", c.fusion_model)} if c.fusion_model else {}),
+    }
+
+
+def _embedding(config: PipelineConfig, *, resolve: bool) -> Provenance:
+    """The sequence embedding's record: the encoder and its pooling, or a trained scheme."""
+    from emoflow.text.embeddings import embedding_provenance
+
+    e = config.embedding
+    spec = model_spec(config, config.encoder_model)
+    if resolve and e.method != "word2vec":
+        spec.record(resolve=True)  # the encoder's files are local (a download when allowed)
+    return embedding_provenance(e.method, spec=spec, layers=e.layers, weights=e.weights, scheme=e.scheme)
+
+
+# the records whose id is all the settings say about them: record key -> PipelineConfig field
+_MODEL_SETTINGS: Final = {
+    "audio_emotion": "audio_model",
+    "text_emotion": "text_model",
+    "fusion": "fusion_model",
+}
+
+
+def config_from_provenance(models: Mapping[str, Provenance], base: PipelineConfig) -> PipelineConfig:
+    """``base`` with the models (and their settings) the records name: the inverse of
+    :func:`models_provenance` for the records given (others keep ``base``'s)."""
+    changes: dict[str, Any] = {}
+    asr = models.get("asr")
+    if asr is not None and asr.source != "given":
+        changes.update(asr_model=asr.id, asr_backend=str(asr.options.get("backend", base.asr_backend)))
+    for key, name in _MODEL_SETTINGS.items():
+        if key in models:
+            changes[name] = models[key].id
+    encoder = models.get("sequence_encoder")
+    if encoder is not None:
+        o = encoder.options
+        if o.get("method") == "generation":  # a trained scheme: its folder
+            changes["embedding"] = EmbeddingConfig("word2vec", scheme=str(o.get("path", encoder.id)))
+        else:
+            weights = o.get("weights")
+            changes["encoder_model"] = encoder.id
+            changes["embedding"] = EmbeddingConfig(
+                str(o.get("pooling", "cls")),
+                layers=tuple(int(i) for i in o.get("layers", EmbeddingConfig.layers)),
+                weights=tuple(float(w) for w in weights) if weights else None,
+            )
+    return replace(base, **changes)
