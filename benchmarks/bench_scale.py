@@ -20,6 +20,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -102,13 +103,7 @@ def compare(seconds: float) -> None:
         t_seed = design_document((pipe.audio_encoder, fp32, pipe.sequence_embedder), wav, tr.to_hf_chunks())
         rows = [("design document", t_seed)]
         for mode in ("exact", "pooled"):
-            p2 = Pipeline(PipelineConfig(**{**cfg.__dict__, "timeline": TimelineConfig(mode=mode)}))
-            p2._audio, p2._text, p2._embedder, p2._vad = (
-                pipe.audio_encoder,
-                pipe.text_classifier,
-                pipe.sequence_embedder,
-                pipe.vad,
-            )
+            p2 = pipe.derive(replace(cfg, timeline=TimelineConfig(mode=mode)))
             t0 = time.perf_counter()
             p2.analyze(wav, transcript=tjson)
             rows.append((f"emoflow ({mode} timeline)", time.perf_counter() - t0))

@@ -18,7 +18,8 @@ from __future__ import annotations
 import logging
 import os
 import threading
-from collections.abc import Callable, Hashable, Iterable
+from collections.abc import Callable, Hashable, Iterable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, TypeVar
@@ -159,6 +160,28 @@ def resolve_dtype(dtype: str, device: str, cpu_bf16: bool = False) -> Any:
 def available_cores() -> int:
     """CPU cores this process may run on (its affinity mask, not the machine's count)."""
     return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+
+
+# torch's thread count is process-wide: every temporary change is made under this one lock, so
+# two stages changing it at once never leave the caller's count behind
+_THREADS_LOCK = threading.Lock()
+
+
+@contextmanager
+def one_cpu_thread(enabled: bool = True) -> Iterator[None]:
+    """Run the block on one torch thread (many tiny calls: Silero VAD, the GE2E speaker encoder),
+    then restore the caller's count. Blocks run one at a time in the process."""
+    import torch
+
+    with _THREADS_LOCK:
+        threads = torch.get_num_threads()
+        if enabled:
+            torch.set_num_threads(1)
+        try:
+            yield
+        finally:
+            if enabled:
+                torch.set_num_threads(threads)
 
 
 def set_cpu_threads(n: int | None = None) -> None:

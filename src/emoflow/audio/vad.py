@@ -13,14 +13,13 @@ call at a time in the process), ``postprocess`` = sample indices → seconds.
 from __future__ import annotations
 
 import logging
-import threading
 from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 
 from emoflow.audio.io import TARGET_RATE, Audio
-from emoflow.models import ModelSpec
+from emoflow.models import ModelSpec, one_cpu_thread
 from emoflow.provenance import Provenance, package_provenance
 from emoflow.stage import ModelStage
 from emoflow.types import TimeSpan
@@ -28,11 +27,6 @@ from emoflow.types import TimeSpan
 log = logging.getLogger(__name__)
 
 SILERO = "silero-vad"  # the model's id in results, and the package that ships it
-
-# One VAD call at a time in the process: the thread count is process-wide, so it is read,
-# lowered and restored under one lock (two calls interleaving would leave it at 1), and the
-# JIT model (one per process, shared through the model cache) keeps recurrent state.
-_VAD_LOCK = threading.Lock()
 
 
 @dataclass(frozen=True)
@@ -86,28 +80,23 @@ class SpeechDetector(ModelStage[Any]):
         return torch.from_numpy(np.ascontiguousarray(samples, dtype=np.float32))
 
     def _forward(self, wav: Any) -> list[dict[str, int]]:
-        import torch
         from silero_vad import get_speech_timestamps
 
         c = self.config
-        with _VAD_LOCK:
-            threads = torch.get_num_threads()
-            # thousands of tiny calls (one per 32 ms): one thread is faster, and much faster when the
-            # cores are shared (OpenMP threads spin-wait on every call); the caller's count comes back
-            torch.set_num_threads(1)
-            try:
-                return get_speech_timestamps(
-                    wav,
-                    self.model,
-                    sampling_rate=TARGET_RATE,
-                    threshold=c.threshold,
-                    min_speech_duration_ms=c.min_speech_ms,
-                    min_silence_duration_ms=c.min_silence_ms,
-                    speech_pad_ms=c.speech_pad_ms,
-                    return_seconds=False,
-                )
-            finally:
-                torch.set_num_threads(threads)
+        # thousands of tiny calls (one per 32 ms): one thread is faster, and much faster when the
+        # cores are shared (OpenMP threads spin-wait on every call); the caller's count comes back.
+        # The lock also serialises calls on the shared JIT model, which keeps recurrent state.
+        with one_cpu_thread():
+            return get_speech_timestamps(
+                wav,
+                self.model,
+                sampling_rate=TARGET_RATE,
+                threshold=c.threshold,
+                min_speech_duration_ms=c.min_speech_ms,
+                min_silence_duration_ms=c.min_silence_ms,
+                speech_pad_ms=c.speech_pad_ms,
+                return_seconds=False,
+            )
 
     def postprocess(self, regions: list[dict[str, int]]) -> list[TimeSpan]:
         return [TimeSpan(r["start"] / TARGET_RATE, r["end"] / TARGET_RATE) for r in regions]

@@ -18,7 +18,6 @@ from emoflow.cli.common import (
     emit,
     err,
     loads_models,
-    model_spec,
     output_formats,
     state,
 )
@@ -105,6 +104,8 @@ def transcribe(
     config = pipeline_config(options)
     check_out_file(out)
     rec = load_audio(audio)
+    from emoflow.provenance_record import model_spec
+
     transcriber = make_transcriber(config.asr_backend, model_spec(config, config.asr_model), config.asr)
     transcript = transcriber(rec)
     emit(json.dumps(transcript.to_hf_chunks(), ensure_ascii=False, indent=1) + "\n", out)

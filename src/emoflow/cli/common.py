@@ -15,8 +15,7 @@ from rich.console import Console
 from emoflow.errors import ConfigError
 
 if TYPE_CHECKING:
-    from emoflow.config import PipelineConfig
-    from emoflow.models import ModelSpec
+    pass
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -55,13 +54,6 @@ def loads_models(command: F) -> F:
         return command(*args, **kwargs)
 
     return wrapper  # type: ignore[return-value]
-
-
-def model_spec(config: PipelineConfig, model: str) -> ModelSpec:
-    """Where ``model`` comes from and runs, by the configuration's device, dtype and offline."""
-    from emoflow.models import ModelSpec
-
-    return ModelSpec(model, device=config.device, dtype=config.dtype, offline=config.offline)
 
 
 def output_formats(text: str) -> list[str]:

@@ -8,7 +8,7 @@ from typing import Annotated, Any
 import typer
 
 from emoflow import config as cfg
-from emoflow.cli.common import err, loads_models, model_spec
+from emoflow.cli.common import err, loads_models
 from emoflow.cli.options import pipeline_config, with_options
 
 
@@ -31,6 +31,8 @@ def emotion_corpus(
     from emoflow.text.emotion import TextEmotionClassifier
 
     config = pipeline_config(options)
+    from emoflow.provenance_record import model_spec
+
     classifier = TextEmotionClassifier(model_spec(config, config.text_model))
     n = build_emotion_corpus(text_files, classifier, out, k=config.top_k)
     err.print(f"wrote {n} sentences from {len(text_files)} document(s) to {out}")

@@ -40,10 +40,6 @@ from typing import Any
 import numpy as np
 
 from emoflow.audio.io import TARGET_RATE, Audio
-
-# The thread count is process-wide: a temporary change is made under the one lock the VAD uses
-# for the same purpose, so two stages interleaving never leave the caller's count at 1.
-from emoflow.audio.vad import _VAD_LOCK as _THREADS_LOCK
 from emoflow.audio.vad import SpeechDetector, VadConfig
 from emoflow.diarization import ge2e
 from emoflow.diarization.base import check_speaker_count
@@ -51,7 +47,7 @@ from emoflow.diarization.clustering import ClusteringConfig, cluster_speakers, n
 from emoflow.diarization.types import Diarization, SpeakerTurn, speaker_label
 from emoflow.errors import AudioError, ConfigError
 from emoflow.inference.windows import window_spans
-from emoflow.models import ModelSpec
+from emoflow.models import ModelSpec, one_cpu_thread
 from emoflow.protocols import SpeechRegions
 from emoflow.provenance import Provenance, directory_digest, package_provenance
 from emoflow.stage import ModelStage
@@ -263,18 +259,8 @@ class OfflineDiarizer(ModelStage[Any]):
         return pack_sequence([torch.from_numpy(np.ascontiguousarray(m)).to(self.device) for m in inputs])
 
     def _forward(self, batch: Any) -> Any:
-        import torch
-
-        one_thread = self.config.single_thread and self.device == "cpu"
-        with _THREADS_LOCK:
-            threads = torch.get_num_threads()
-            if one_thread:
-                torch.set_num_threads(1)
-            try:
-                return self.model(batch)
-            finally:
-                if one_thread:
-                    torch.set_num_threads(threads)
+        with one_cpu_thread(self.config.single_thread and self.device == "cpu"):
+            return self.model(batch)
 
     def postprocess(self, outputs: Any) -> Any:
         """Embeddings as a float32 array, one row per window, in the batch's order."""
