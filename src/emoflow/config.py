@@ -5,7 +5,7 @@ from __future__ import annotations
 import logging
 import math
 from dataclasses import asdict, dataclass, field
-from typing import Any, Literal
+from typing import Any, Literal, get_args
 
 from emoflow.errors import ConfigError
 
@@ -61,7 +61,7 @@ class SentenceConfig:
     max_extend_s: float = 0.6
 
     def __post_init__(self) -> None:
-        if self.splitter not in ("auto", "pysbd", "nltk", "pauses"):
+        if self.splitter not in get_args(Splitter):
             raise ConfigError(f"unknown sentence splitter {self.splitter!r}; use auto, pysbd, nltk or pauses")
         if self.pause_s <= 0 or self.max_sentence_s <= 0:
             raise ConfigError("pause_s and max_sentence_s must be positive")
@@ -106,7 +106,7 @@ class TimelineConfig:
                 self.hop_s,
                 self.window_s,
             )
-        if self.mode not in ("exact", "pooled"):
+        if self.mode not in get_args(TimelineMode):
             raise ConfigError(f"unknown timeline mode {self.mode!r}; use exact or pooled")
         if self.chunk_s < self.window_s:
             raise ConfigError(
@@ -160,11 +160,73 @@ class EmbeddingConfig:
         return cls(text)
 
 
+AudioLayerMode = Literal["last", "mean", "all", "layers"]
+DEFAULT_AUDIO_LAYERS = "last"
+
+
+@dataclass(frozen=True)
+class AudioLayers:
+    """Which hidden states of a transformers audio encoder make the voice embedding
+    (``--audio-layers``). Hidden state 0 is the input embeddings (the convolutional features
+    with positions), 1..L the outputs of the L transformer layers (transformers'
+    ``hidden_states`` numbering; the last one after the encoder's final norm where it has one).
+
+    ``last``: the last hidden state; ``N``: hidden state N; ``N,M,...``: the mean of those;
+    ``mean``: the mean of all L+1; ``all``: all L+1 side by side ((L+1) x D wide: each
+    layer's mean over the frames, concatenated — the EmoBox / probing practice). Several
+    layers are each layer-normalised per frame before they are combined.
+    Whether the numbers exist is known once the model's config is read (:meth:`resolve`).
+    """
+
+    mode: AudioLayerMode = "last"
+    indices: tuple[int, ...] = ()
+
+    @classmethod
+    def parse(cls, text: str) -> AudioLayers:
+        """From the CLI form; a :class:`ConfigError` says what is accepted."""
+        if not isinstance(text, str):
+            raise ConfigError(f"audio layers must be text (last, mean, all, N or N,M,...), got {text!r}")
+        t = text.strip().lower()
+        if t in ("last", "mean", "all"):
+            return cls(t)  # type: ignore[arg-type]
+        parts = [p.strip() for p in t.split(",")]
+        if not t or not all(p.isascii() and p.isdigit() for p in parts):
+            raise ConfigError(
+                f"unknown audio layers {text!r}; use last, mean, all, a layer number N "
+                "(0 = the input embeddings) or N,M,... (the mean of those layers)"
+            )
+        indices = tuple(int(p) for p in parts)
+        if len(set(indices)) != len(indices):
+            raise ConfigError(f"audio layers {text!r} names a layer twice")
+        return cls("layers", tuple(sorted(indices)))
+
+    @property
+    def text(self) -> str:
+        """The canonical CLI form (``"3, 1"`` → ``"1,3"``): what provenance records."""
+        return self.mode if self.mode != "layers" else ",".join(str(i) for i in self.indices)
+
+    def resolve(self, n_layers: int, model: str = "the audio model") -> tuple[int, ...]:
+        """The hidden states (``0..n_layers``) to take from an encoder with ``n_layers``
+        transformer layers; a number out of range is a :class:`ConfigError`."""
+        if self.mode == "last":
+            return (n_layers,)
+        if self.mode in ("mean", "all"):
+            return tuple(range(n_layers + 1))
+        bad = [i for i in self.indices if i > n_layers]
+        if bad:
+            raise ConfigError(
+                f"audio layer {bad[0]} is out of range: {model} has hidden states 0..{n_layers} "
+                f"(0 = the input embeddings, {n_layers} = the last layer)"
+            )
+        return self.indices
+
+
 @dataclass(frozen=True)
 class PipelineConfig:
     asr_backend: str = "transformers"
     asr_model: str = DEFAULT_ASR_MODEL
     audio_model: str = DEFAULT_AUDIO_MODEL
+    # hidden states of a transformers audio encoder that make the voice embedding (AudioLayers)
     text_model: str = DEFAULT_TEXT_MODEL
     encoder_model: str = DEFAULT_ENCODER
     device: str = "auto"
@@ -187,10 +249,53 @@ class PipelineConfig:
         check_max_duration(self.max_duration)
         if self.top_k < 1:
             raise ConfigError(f"top-k must be at least 1, got {self.top_k}")
-        if self.asr_backend not in ("transformers", "faster-whisper"):
+        if self.asr_backend not in get_args(AsrBackend):
             raise ConfigError(f"unknown ASR backend {self.asr_backend!r}; use transformers or faster-whisper")
         if self.dtype not in DTYPES:
             raise ConfigError(f"unknown dtype {self.dtype!r}; use {', '.join(DTYPES)}")
+        # canonical form ("3, 1" -> "1,3"), so equal settings compare and record equal
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
+
+
+# ---- defaults of the entry points (CLI, service, batch, training) -----------------------------
+# Written here once: the CLI shows them in --help, the library functions default to them.
+
+OUTPUT_FORMATS = ("json", "npz", "csv", "srt", "png", "html")  # every file kind of a result
+DEFAULT_OUT_DIR = "out"  # `emoflow analyze`: where results go when --out is not given
+BATCH_CONCURRENCY = 1  # Ray: actors per model stage
+
+# `emoflow serve` (the service's ServiceSettings)
+SERVICE_HOST = "127.0.0.1"  # this machine only
+SERVICE_PORT = 8000
+SERVICE_STORE = ".emoflow-store"
+SERVICE_MAX_UPLOAD_MB = 200.0
+SERVICE_QUEUE_SIZE = 8
+SERVICE_WORKERS = 1
+SERVICE_RETENTION_S = 24 * 3600.0
+SERVICE_MAX_DURATION_S = 3600.0  # when the pipeline's configuration sets no max_duration
+
+# training: the fusion classifier, and emotion word2vec schemes (`emoflow train-embeddings`)
+FUSION_DIM = 128  # the fusion model's hidden size d
+FUSION_ABLATION = "full"
+EVALUATION_SPLIT = "test"
+WORD2VEC_DIM = 32
+WORD2VEC_WINDOW = 5
+WORD2VEC_EPOCHS = 50
+DEFAULT_SEED = 0
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    """How the fusion classifier is trained (see :mod:`emoflow.fusion.train`)."""
+
+    epochs: int = 300
+    lr: float = 2e-3
+    weight_decay: float = 1e-2
+    batch_size: int = 32
+    patience: int = 30
+    seed: int = DEFAULT_SEED
+    class_weighting: bool = True
+    threshold: float = 0.5  # multi-label decision threshold
+    val_fraction: float = 0.15  # taken from train (stratified) when the data has no val split

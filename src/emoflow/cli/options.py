@@ -113,16 +113,8 @@ OPTIONS: dict[str, Option] = {
     ),
     "audio_model": Option(
         str,
-        "Voice model, hub id or local directory: emotion2vec, a transformers SER classifier "
-        "(wav2vec2/HuBERT/WavLM/data2vec-audio *ForSequenceClassification) or a bare encoder of "
-        "those types or any Whisper (embeddings only: voice scores then need --fusion-model).",
+        "emotion2vec model: hub id or local directory.",
         "audio_model",
-    ),
-    "audio_layers": Option(
-        str,
-        "Hidden states of a transformers voice encoder that make the embedding: last, N "
-        "(0 = input embeddings), N,M,... (their mean), mean (of all) or all (all layers, concatenated).",
-        "audio_layers",
     ),
     "text_model": Option(str, "Text emotion classifier: hub id or local directory.", "text_model"),
     "encoder_model": Option(str, "Sequence encoder for extraction embeddings.", "encoder_model"),
@@ -213,7 +205,6 @@ ANALYSIS = (
     "asr_backend",
     "asr_model",
     "audio_model",
-    "audio_layers",
     "text_model",
     "encoder_model",
     "embedding",
