@@ -1,27 +1,23 @@
-"""Shared fixtures. ``../shared`` (fixtures and the real Whisper tiny.en) is optional:
-tests that need it skip with a reason when it is absent."""
+"""Session fixtures: the model replicas and the real Whisper tiny.en, as folders, CLI options and a
+:class:`~emoflow.config.PipelineConfig`. Helpers that are not fixtures live in ``tests/helpers.py``.
+
+The replicas are built once per recipe into ``.cache/test-replicas`` (``EMOFLOW_TEST_CACHE``
+overrides it) and copied for each session; ``../shared`` is optional: tests that need it skip
+with a reason when it is absent.
+"""
 
 from __future__ import annotations
 
-import json
-import subprocess
-import sys
+import os
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING
 
 import pytest
 
-ROOT = Path(__file__).resolve().parents[1]
-SHARED = (ROOT.parent / "shared").resolve()
-WHISPER_TINY = SHARED / "models" / "whisper-tiny.en"
-SPEECH_DIR = SHARED / "audio" / "speech"
+from tests.helpers import ROOT, need_shared
 
-
-def need_shared(*parts: str) -> Path:
-    p = SHARED.joinpath(*parts)
-    if not p.exists():
-        pytest.skip(f"needs ../shared/{'/'.join(parts)} (not present in this checkout)")
-    return p
+if TYPE_CHECKING:
+    from emoflow.config import PipelineConfig
 
 
 @pytest.fixture(scope="session")
@@ -34,53 +30,17 @@ def whisper_tiny_dir() -> Path:
     return need_shared("models", "whisper-tiny.en")
 
 
-def speech_files() -> list[Path]:
-    if not SPEECH_DIR.exists():
-        return []
-    return sorted(p for p in SPEECH_DIR.iterdir() if p.suffix in (".wav", ".flac"))
-
-
-def truth_for(audio: Path) -> dict[str, Any]:
-    return json.loads(audio.with_name(audio.stem + ".truth.json").read_text())
-
-
-def run_cli(*args: str, timeout: float = 300) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-m", "emoflow", *args], capture_output=True, text=True, timeout=timeout
-    )
-
-
-def boundary_error(pred: list[tuple[float, float]], truth: list[tuple[float, float]]) -> float:
-    """Mean distance (s) from each predicted start/end to the nearest true start/end.
-
-    Boundary matching rather than sentence pairing, so that an ASR that merges two
-    spoken sentences into one is judged on the boundaries it does place.
-    """
-    starts = [t[0] for t in truth]
-    ends = [t[1] for t in truth]
-    errs = [min(abs(s - x) for x in starts) for s, _ in pred] + [
-        min(abs(e - x) for x in ends) for _, e in pred
-    ]
-    return sum(errs) / len(errs)
-
-
 @pytest.fixture(scope="session")
-def replicas(tmp_path_factory) -> dict[str, Path]:
+def replicas(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
     """Tiny random replicas of every model (real architectures, config formats, labels)."""
-    from emoflow.testing.replicas import build_all
+    from emoflow.testing.replica_cache import copy_replicas
 
-    return build_all(tmp_path_factory.mktemp("replicas"), "tiny")
-
-
-@pytest.fixture(scope="session")
-def e2v(replicas):
-    from emoflow.speech.emotion2vec import Emotion2vecEncoder
-
-    return Emotion2vecEncoder(str(replicas["emotion2vec"]), batch_size=4)
+    cache = os.environ.get("EMOFLOW_TEST_CACHE") or ROOT / ".cache" / "test-replicas"
+    return copy_replicas(tmp_path_factory.mktemp("replicas"), cache, "tiny")
 
 
 @pytest.fixture(scope="session")
-def replica_args(replicas, whisper_tiny_dir) -> list[str]:
+def replica_args(replicas: dict[str, Path], whisper_tiny_dir: Path) -> list[str]:
     """CLI options that point every model at the tiny replicas and the real Whisper tiny.en."""
     return [
         "--asr-model",
@@ -95,7 +55,7 @@ def replica_args(replicas, whisper_tiny_dir) -> list[str]:
 
 
 @pytest.fixture(scope="session")
-def replica_config(replicas, whisper_tiny_dir):
+def replica_config(replicas: dict[str, Path], whisper_tiny_dir: Path) -> PipelineConfig:
     """The same, as a PipelineConfig."""
     from emoflow.config import PipelineConfig
 

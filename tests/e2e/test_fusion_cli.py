@@ -4,13 +4,14 @@ manifest → features → train → evaluate → predict → analyze --fusion-mo
 from __future__ import annotations
 
 import json
-from dataclasses import replace
+import subprocess
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import pytest
 
 from emoflow.fusion.datasets import ManifestRow, read_manifest, write_manifest
-from tests.conftest import run_cli, speech_files, truth_for
+from tests.helpers import need_shared, run_cli, run_cli_in_process, speech_files, truth_for
 
 pytestmark = pytest.mark.slow
 
@@ -26,8 +27,32 @@ def label_for(text: str) -> str:
     return "neutral"
 
 
+@dataclass(frozen=True)
+class Workdir:
+    """A manifest over the shared speech (one row goes through ASR, one names a missing file)."""
+
+    root: Path
+    manifest: Path
+    models: list[str]  # --audio-model, --text-model, --encoder-model: the tiny replicas
+    whisper: Path
+    n_rows: int
+
+    @property
+    def all_models(self) -> list[str]:
+        return [*self.models, "--asr-model", str(self.whisper)]
+
+
+@dataclass(frozen=True)
+class Features:
+    """The first ``emoflow features`` run over the manifest: its outcome and the cache it wrote."""
+
+    run: subprocess.CompletedProcess[str]
+    cache: Path
+    mtimes: list[int]
+
+
 @pytest.fixture(scope="module")
-def workdir(tmp_path_factory, replicas, whisper_tiny_dir):
+def workdir(tmp_path_factory, replicas, whisper_tiny_dir) -> Workdir:
     files = speech_files()
     if not files:
         pytest.skip("needs ../shared/audio/speech")
@@ -52,104 +77,129 @@ def workdir(tmp_path_factory, replicas, whisper_tiny_dir):
         "--encoder-model",
         str(replicas["distilbert"]),
     ]
-    return d, models, whisper_tiny_dir, len(rows)
+    return Workdir(d, d / "manifest.csv", models, whisper_tiny_dir, len(rows))
 
 
-def test_features_train_evaluate_predict_analyze(workdir):
-    d, models, whisper, n_rows = workdir
-    r = run_cli(
-        "features", str(d / "manifest.csv"), "--out", str(d / "cache"), *models, "--asr-model", str(whisper)
-    )
-    assert r.returncode == 3 and "missing.wav" in r.stderr and f"{n_rows - 1} rows with features" in r.stderr
-    items = sorted((d / "cache" / "items").iterdir())
-    assert len(items) == n_rows - 1
-    mtimes = [p.stat().st_mtime_ns for p in items]
-    r = run_cli(
-        "features", str(d / "manifest.csv"), "--out", str(d / "cache"), *models, "--asr-model", str(whisper)
-    )
-    assert [
-        p.stat().st_mtime_ns for p in sorted((d / "cache" / "items").iterdir())
-    ] == mtimes  # resumed: no rework
+@pytest.fixture(scope="module")
+def features(workdir) -> Features:
+    cache = workdir.root / "cache"
+    r = run_cli_in_process("features", str(workdir.manifest), "--out", str(cache), *workdir.all_models)
+    mtimes = [p.stat().st_mtime_ns for p in sorted((cache / "items").iterdir())]
+    return Features(r, cache, mtimes)
 
-    r = run_cli(
+
+@pytest.fixture(scope="module")
+def trained(workdir, features) -> tuple[subprocess.CompletedProcess[str], Path]:
+    """``emoflow train`` on the cache with the default --dim (128) on the tiny encoder's 32-d
+    features: the model must still reload."""
+    model = workdir.root / "model"
+    r = run_cli_in_process(
         "train",
-        str(d / "manifest.csv"),
+        str(workdir.manifest),
         "--cache",
-        str(d / "cache"),
+        str(features.cache),
         "--out",
-        str(d / "model"),
+        str(model),
         "--epochs",
         "30",
         "--patience",
         "10",
-    )  # the default --dim (128) on the tiny encoder's 32-d features: the model must still reload
+    )
+    return r, model
+
+
+@pytest.fixture(scope="module")
+def three_moods() -> Path:
+    return need_shared("audio", "speech", "three_moods.wav")
+
+
+def test_features_skip_the_missing_file_and_resume_without_rework(workdir, features):
+    r = features.run
+    assert r.returncode == 3 and "missing.wav" in r.stderr, r.stderr
+    assert f"{workdir.n_rows - 1} rows with features" in r.stderr
+    assert len(features.mtimes) == workdir.n_rows - 1
+    r = run_cli_in_process(
+        "features", str(workdir.manifest), "--out", str(features.cache), *workdir.all_models
+    )
+    assert r.returncode == 3
+    items = sorted((features.cache / "items").iterdir())
+    assert [p.stat().st_mtime_ns for p in items] == features.mtimes  # resumed: no rework
+
+
+def test_train_writes_model_metrics_and_confusion(trained):
+    r, model = trained
     assert r.returncode == 0, r.stderr
-    cfg = json.loads((d / "model" / "config.json").read_text())
+    cfg = json.loads((model / "config.json").read_text())
     assert cfg["model"]["labels"] and cfg["features"]["audio_model"]["id"].endswith("emotion2vec")
     assert cfg["label_init"] is True
     assert (cfg["model"]["d"], cfg["model"]["label_dim"], cfg["model"]["text_dim"]) == (128, 32, 32)
-    metrics = json.loads((d / "model" / "metrics.json").read_text())
+    metrics = json.loads((model / "metrics.json").read_text())
     assert {"WA", "UA", "macro_f1", "weighted_f1", "confusion"} <= set(metrics["test"])
-    assert (d / "model" / "test_confusion.png").read_bytes()[:4] == b"\x89PNG"
+    assert (model / "test_confusion.png").read_bytes()[:4] == b"\x89PNG"
 
-    r = run_cli("evaluate", str(d / "model"), str(d / "manifest.csv"), "--cache", str(d / "cache"))
+
+def test_evaluate_reproduces_the_training_test_metrics(workdir, features, trained):
+    _, model = trained
+    metrics = json.loads((model / "metrics.json").read_text())
+    r = run_cli_in_process("evaluate", str(model), str(workdir.manifest), "--cache", str(features.cache))
     assert r.returncode == 0, r.stderr
     ev = json.loads(r.stdout)
     assert ev["n"] == metrics["test"]["n"] and ev["WA"] == pytest.approx(metrics["test"]["WA"])
 
-    three = next(f for f in speech_files() if f.stem == "three_moods")
-    r = run_cli("predict", str(d / "model"), str(three))
+
+def test_predict_a_whole_recording(trained, three_moods):
+    _, model = trained
+    labels = json.loads((model / "config.json").read_text())["model"]["labels"]
+    r = run_cli_in_process("predict", str(model), str(three_moods))
     assert r.returncode == 0, r.stderr
     pred = json.loads(r.stdout.splitlines()[0])
-    assert pred["label"] in cfg["model"]["labels"] and abs(sum(pred["scores"]) - 1) < 1e-4
+    assert pred["label"] in labels and abs(sum(pred["scores"]) - 1) < 1e-4
 
-    r = run_cli(
+
+def test_analyze_with_the_fusion_model(workdir, trained, three_moods, tmp_path):
+    _, model = trained
+    labels = json.loads((model / "config.json").read_text())["model"]["labels"]
+    r = run_cli_in_process(
         "analyze",
-        str(three),
+        str(three_moods),
         "--out",
-        str(d / "out"),
-        *models,
-        "--asr-model",
-        str(whisper),
+        str(tmp_path),
+        *workdir.all_models,
         "--fusion-model",
-        str(d / "model"),
+        str(model),
         "--format",
         "json",
     )
     assert r.returncode == 0, r.stderr
-    res = json.loads((d / "out" / "three_moods" / "result.json").read_text())
-    assert all(set(s["fused"]["labels"]) == set(cfg["model"]["labels"]) for s in res["sentences"])
-    assert res["models"]["fusion"]["id"] == str(d / "model")
+    res = json.loads((tmp_path / "three_moods" / "result.json").read_text())
+    assert all(set(s["fused"]["labels"]) == set(labels) for s in res["sentences"])
+    assert res["models"]["fusion"]["id"] == str(model)
 
 
-def test_fusion_model_with_other_feature_models_is_refused(workdir, replicas, tmp_path):
-    d, models, whisper, _ = workdir
-    if not (d / "model").exists():
-        pytest.skip("needs the trained model of the previous test")
-    r = run_cli(
+def test_fusion_model_with_other_feature_models_is_refused(workdir, trained, three_moods, tmp_path):
+    _, model = trained
+    r = run_cli_in_process(
         "analyze",
-        str(speech_files()[0]),
+        str(three_moods),
         "--out",
         str(tmp_path),
-        *models,
+        *workdir.all_models,
         "--embedding",
         "layers",
-        "--asr-model",
-        str(whisper),
         "--fusion-model",
-        str(d / "model"),
+        str(model),
     )
     assert r.returncode == 3 and "trained with sequence_encoder" in r.stderr
 
 
-def test_labels_outside_the_candidates(workdir, tmp_path):
-    d, _, _, _ = workdir
+def test_labels_outside_the_candidates(features, tmp_path):
+    """Through the real entry point in its own process: a bad manifest exits with code 3."""
     write_manifest([ManifestRow(str(speech_files()[0]), ("calm",), split="train")], tmp_path / "m.csv")
     r = run_cli(
         "train",
         str(tmp_path / "m.csv"),
         "--cache",
-        str(d / "cache"),
+        str(features.cache),
         "--out",
         str(tmp_path / "m"),
         "--labels",
@@ -158,22 +208,19 @@ def test_labels_outside_the_candidates(workdir, tmp_path):
     assert r.returncode == 3 and "'calm'" in r.stderr
 
 
-def test_train_with_one_example_per_class_trains_on_all_and_says_so(workdir, tmp_path):
+def test_train_with_one_example_per_class_trains_on_all_and_says_so(workdir, features, tmp_path):
     """Issue 10.10: no class can lend a validation example, so it trains on all rows, and says so."""
-    d, _, _, _ = workdir
-    if not (d / "cache" / "features.json").exists():
-        pytest.skip("needs the feature cache of the first test")
     by_label: dict[tuple[str, ...], ManifestRow] = {}
-    for row in read_manifest(d / "manifest.csv"):
+    for row in read_manifest(workdir.manifest):
         if not row.audio.endswith("missing.wav"):
             by_label.setdefault(row.labels, replace(row, split="train"))
     assert len(by_label) >= 2
     write_manifest(by_label.values(), tmp_path / "m.csv")
-    r = run_cli(
+    r = run_cli_in_process(
         "train",
         str(tmp_path / "m.csv"),
         "--cache",
-        str(d / "cache"),
+        str(features.cache),
         "--out",
         str(tmp_path / "m"),
         "--epochs",
@@ -266,9 +313,9 @@ def synthetic_cache(models: list[str], cache: Path, manifest: Path) -> None:
         asr_model=opts["--asr-model"],
     )
     ext = FeatureExtractor(Pipeline(config))
-    assert (ext.info["audio_dim"], ext.info["text_dim"]) == (REAL_AUDIO_DIM, REAL_TEXT_DIM)
+    assert ext.info.widths == (REAL_AUDIO_DIM, REAL_TEXT_DIM)
     (cache / "items").mkdir(parents=True)
-    (cache / "features.json").write_text(json.dumps(ext.info))
+    (cache / "features.json").write_text(json.dumps(ext.info.to_dict()))
     ext.save_label_embeddings(cache, REAL_LABELS)
     rng = np.random.default_rng(0)
     means_a = rng.standard_normal((len(REAL_LABELS), REAL_AUDIO_DIM))
@@ -304,24 +351,26 @@ def test_real_sized_features_train_with_default_dim_then_evaluate_predict_analyz
     cache, manifest, model = tmp_path / "cache", tmp_path / "manifest.csv", tmp_path / "model"
     synthetic_cache(wide_models, cache, manifest)
 
-    r = run_cli("train", str(manifest), "--cache", str(cache), "--out", str(model), "--epochs", "20")
+    r = run_cli_in_process(
+        "train", str(manifest), "--cache", str(cache), "--out", str(model), "--epochs", "20"
+    )
     assert r.returncode == 0, r.stderr
     cfg = json.loads((model / "config.json").read_text())["model"]
     assert (cfg["audio_dim"], cfg["text_dim"], cfg["d"], cfg["label_dim"]) == (1024, 768, 128, 768)
     test = json.loads((model / "metrics.json").read_text())["test"]
     assert test["n"] == 12 and test["WA"] > 0.5  # separable classes: it learnt something
 
-    r = run_cli("evaluate", str(model), str(manifest), "--cache", str(cache))
+    r = run_cli_in_process("evaluate", str(model), str(manifest), "--cache", str(cache))
     assert r.returncode == 0, r.stderr
     assert json.loads(r.stdout)["WA"] == pytest.approx(test["WA"])
 
-    r = run_cli("predict", str(model), str(three))
+    r = run_cli_in_process("predict", str(model), str(three))
     assert r.returncode == 0, r.stderr
     pred = json.loads(r.stdout.splitlines()[0])
     assert pred["label"] in REAL_LABELS and abs(sum(pred["scores"]) - 1) < 1e-4
 
     out = tmp_path / "out"
-    r = run_cli(
+    r = run_cli_in_process(
         "analyze",
         str(three),
         "--out",

@@ -22,7 +22,7 @@ from emoflow.audio.io import Audio, load_audio
 from emoflow.diarization import Diarization, SpeakerTurn, make_diarizer
 from emoflow.errors import ConfigError, ModelUnavailableError
 from emoflow.types import TimeSpan
-from tests.conftest import need_shared
+from tests.helpers import need_shared
 
 pytestmark = pytest.mark.skipif(
     importlib.util.find_spec("resemblyzer") is None,

@@ -11,7 +11,7 @@ from emoflow.asr.transcript_io import transcript_from_json
 from emoflow.audio.io import load_audio
 from emoflow.config import SentenceConfig
 from emoflow.text.sentences import SentenceSegmenter
-from tests.conftest import boundary_error, speech_files, truth_for
+from tests.helpers import boundary_error, speech_files, truth_for
 
 pytestmark = pytest.mark.slow
 

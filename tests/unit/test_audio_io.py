@@ -6,13 +6,7 @@ import soundfile as sf
 
 from emoflow.audio.io import TARGET_RATE, load_audio
 from emoflow.errors import AudioError
-from tests.conftest import need_shared
-
-
-def tone(seconds: float, rate: int, channels: int = 1, freq: float = 440.0) -> np.ndarray:
-    t = np.arange(int(seconds * rate)) / rate
-    x = (0.3 * np.sin(2 * np.pi * freq * t)).astype(np.float32)
-    return np.stack([x] * channels, axis=1) if channels > 1 else x
+from tests.helpers import lying_flac, need_shared, tone
 
 
 @pytest.mark.parametrize("rate", [8000, 11025, 16000, 22050, 44100, 48000])
@@ -153,20 +147,6 @@ def test_report_audio_of_a_long_recording_encodes(tmp_path):
 
 
 # ---- limits: decoded duration (issue 11.3) and headers that lie (issue 11.5) -------------------
-
-
-def lying_flac(path, seconds: float = 2.0, claimed: int = (1 << 36) - 1):
-    """A small FLAC whose STREAMINFO claims ``claimed`` samples (2^36 - 1: ~50 days at 16 kHz)."""
-    buf = io.BytesIO()
-    sf.write(buf, tone(seconds, 16000), 16000, format="FLAC")
-    b = bytearray(buf.getvalue())
-    assert b[:4] == b"fLaC"
-    # STREAMINFO body from byte 8; bytes 18..25: rate (20 bits), channels-1 (3), bps-1 (5), samples (36)
-    v = int.from_bytes(b[18:26], "big")
-    v = (v & ~((1 << 36) - 1)) | claimed
-    b[18:26] = v.to_bytes(8, "big")
-    path.write_bytes(bytes(b))
-    return path
 
 
 def test_probe_duration_reads_headers_without_decoding(tmp_path, monkeypatch):

@@ -11,7 +11,7 @@ from emoflow.asr.transcript_io import (
 )
 from emoflow.errors import RepairWarning, TranscriptError
 from emoflow.types import TimeSpan, Word
-from tests.conftest import need_shared
+from tests.helpers import need_shared
 
 
 def chunks(*items):

@@ -118,7 +118,7 @@ def train(
     """Train the correlation-aware fusion classifier on cached features."""
     from rich.progress import Progress
 
-    from emoflow.fusion.train import TrainConfig
+    from emoflow.config import TrainConfig
     from emoflow.fusion.workflow import train_from_manifest
 
     tc = TrainConfig(epochs=epochs, patience=patience, lr=lr, seed=seed)

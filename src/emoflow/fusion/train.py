@@ -16,7 +16,7 @@ import math
 import os
 import pickle
 from collections.abc import Callable, Sequence
-from dataclasses import asdict, dataclass
+from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
@@ -24,6 +24,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from emoflow.config import TrainConfig
 from emoflow.errors import ConfigError, InputError, ModelError, ModelUnavailableError
 from emoflow.export.files import atomic_path, write_json_atomic
 from emoflow.fusion.feature_record import FeatureInfo
@@ -36,19 +37,6 @@ log = logging.getLogger(__name__)
 # 2: config.json's "model" has every FusionConfig field (label_dim added); 1 is still read.
 # Both record the features as FeatureInfo.to_dict() writes them (older records still read).
 CHECKPOINT_VERSION = 2
-
-
-@dataclass(frozen=True)
-class TrainConfig:
-    epochs: int = 300
-    lr: float = 2e-3
-    weight_decay: float = 1e-2
-    batch_size: int = 32
-    patience: int = 30
-    seed: int = 0
-    class_weighting: bool = True
-    threshold: float = 0.5  # multi-label decision threshold
-    val_fraction: float = 0.15  # taken from train (stratified) when the data has no val split
 
 
 def label_matrix(label_sets: Sequence[Sequence[str]], labels: Sequence[str]) -> np.ndarray:
