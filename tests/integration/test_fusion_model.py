@@ -48,6 +48,7 @@ def fit_score(kind: str, ablation: str) -> float:
     return evaluate_arrays(predict_arrays(model, ta, tt), ty, LABELS, False)["macro_f1"]
 
 
+@pytest.mark.slow  # seven trainings of 200 epochs: minutes of CPU
 @pytest.mark.parametrize(("kind", "blind"), [("audio", "text-only"), ("text", "audio-only"), ("joint", None)])
 def test_full_model_learns_and_blind_ablations_fail(kind, blind):
     full = fit_score(kind, "full")
@@ -88,6 +89,7 @@ def test_label_embeddings_start_from_the_encoder_and_attention_mixes_labels():
         FusionConfig(DA, DT, LABELS, ablation="bogus")
 
 
+@pytest.mark.slow  # trains two models to convergence
 def test_multi_label_with_co_occurring_labels_reports_both():
     """Labels in pairs that always co-occur. Both variants must learn the task; the macro-F1 of
     the correlation module and of the no-correlation ablation are printed (see docs/fusion.md)."""
