@@ -9,6 +9,7 @@ with a reason when it is absent.
 from __future__ import annotations
 
 import os
+import sys
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -18,6 +19,17 @@ from tests.helpers import ROOT, need_shared
 
 if TYPE_CHECKING:
     from emoflow.config import PipelineConfig
+
+
+@pytest.fixture(autouse=True)
+def one_torch_thread() -> None:
+    """Every test starts on one torch thread. The models in tests are tiny: a second intra-op
+    thread only adds synchronisation (a 15-epoch fusion training: 5 s of CPU on one thread, 29 s
+    on two; far worse on a busy machine), and no test inherits the count a previous one left.
+    Tests of the thread policy set the counts they check; subprocesses keep their own policy."""
+    torch = sys.modules.get("torch")  # not imported here: tests without torch don't pay for it
+    if torch is not None and torch.get_num_threads() != 1:
+        torch.set_num_threads(1)
 
 
 @pytest.fixture(scope="session")

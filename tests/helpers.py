@@ -111,18 +111,19 @@ def run_cli_in_process(*args: str) -> subprocess.CompletedProcess[str]:
     The process-wide state the command line sets is reset around the call, so runs do not see
     each other or the test session: the root logger's handlers and level (the CLI's
     ``basicConfig`` writes to the captured stderr), the warning filters and ``showwarning``, the
-    environment variables it sets, torch's thread count. Loaded models stay in ``MODEL_CACHE``
-    (keyed by folder, so a run loads the same weights a fresh process would), which is most of
-    the time saved besides the imports.
+    environment variables it sets. The entry point's thread policy (``set_cpu_threads``) is
+    skipped: the session's torch thread count holds (one, see ``conftest.py``), as in any program
+    that embeds the library. Loaded models stay in ``MODEL_CACHE`` (keyed by folder, so a run
+    loads the same weights a fresh process would): with the imports, the time saved.
     """
-    from emoflow import cli
+    from emoflow import cli, models
 
     out, err = io.StringIO(), io.StringIO()
     root = logging.getLogger()
     handlers, level = root.handlers[:], root.level
     environ = dict(os.environ)
-    torch = sys.modules.get("torch")
-    threads = torch.get_num_threads() if torch is not None else None
+    set_cpu_threads = models.set_cpu_threads
+    models.set_cpu_threads = lambda n=None: None
     root.handlers = []  # else basicConfig is a no-op and logs go to pytest's handlers
     try:
         with warnings.catch_warnings(), contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
@@ -138,9 +139,7 @@ def run_cli_in_process(*args: str) -> subprocess.CompletedProcess[str]:
         for k in set(os.environ) - set(environ):
             del os.environ[k]
         os.environ.update({k: v for k, v in environ.items() if os.environ.get(k) != v})
-        torch = sys.modules.get("torch")
-        if torch is not None and threads is not None and torch.get_num_threads() != threads:
-            torch.set_num_threads(threads)
+        models.set_cpu_threads = set_cpu_threads
     return subprocess.CompletedProcess(["emoflow", *args], code, out.getvalue(), err.getvalue())
 
 

@@ -227,6 +227,7 @@ class PipelineConfig:
     asr_model: str = DEFAULT_ASR_MODEL
     audio_model: str = DEFAULT_AUDIO_MODEL
     # hidden states of a transformers audio encoder that make the voice embedding (AudioLayers)
+    audio_layers: str = DEFAULT_AUDIO_LAYERS
     text_model: str = DEFAULT_TEXT_MODEL
     encoder_model: str = DEFAULT_ENCODER
     device: str = "auto"
@@ -254,6 +255,7 @@ class PipelineConfig:
         if self.dtype not in DTYPES:
             raise ConfigError(f"unknown dtype {self.dtype!r}; use {', '.join(DTYPES)}")
         # canonical form ("3, 1" -> "1,3"), so equal settings compare and record equal
+        object.__setattr__(self, "audio_layers", AudioLayers.parse(self.audio_layers).text)
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import logging
 import os
+from dataclasses import replace
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -37,7 +38,13 @@ from emoflow.provenance_record import model_spec, models_provenance
 from emoflow.results import Result, SentenceResult, SourceInfo
 from emoflow.text.sentences import SentenceSegmenter
 from emoflow.text.sequences import emotion_sequence
-from emoflow.types import Transcript, samples_to_seconds
+from emoflow.types import (
+    AudioEmotion,
+    EmotionScores,
+    Transcript,
+    VoiceAnalysis,
+    samples_to_seconds,
+)
 from emoflow.work import MODEL_STAGES, STAGES, Progress, TranscriptSource, Work, file_sha256
 
 if TYPE_CHECKING:
@@ -105,7 +112,7 @@ class Pipeline:
             config,
             vad=self._vad,  # Silero has no settings
             transcriber=self._transcriber if placed and same("asr_backend", "asr_model", "asr") else None,
-            audio_encoder=self._audio if placed and same("audio_model") else None,
+            audio_encoder=self._audio if placed and same("audio_model", "audio_layers") else None,
             text_classifier=self._text if placed and same("text_model") else None,
             sequence_embedder=self._embedder if placed and same("encoder_model", "embedding") else None,
             fusion=fusion,
@@ -137,9 +144,10 @@ class Pipeline:
     @property
     def audio_encoder(self) -> AudioEmotionModel:
         if self._audio is None:
-            from emoflow.speech.emotion2vec import Emotion2vecEncoder
+            from emoflow.speech import make_audio_encoder
 
-            self._audio = Emotion2vecEncoder(self._spec(self.config.audio_model))
+            c = self.config
+            self._audio = make_audio_encoder(self._spec(c.audio_model), layers=c.audio_layers)
         return self._audio
 
     @property
@@ -286,6 +294,7 @@ class Pipeline:
         with work.stage("audio_emotion"):
             enc = self.audio_encoder
             voice = enc.analyze(audio, [s.span for s in work.sentences], self.config.timeline)
+            voice = self._voice_head(voice)
             work.audio_scores = [r.scores for r in voice.spans]
             work.audio_emb = (
                 np.stack([r.embedding for r in voice.spans])
@@ -295,6 +304,33 @@ class Pipeline:
             work.utterance, work.timeline = voice.utterance, voice.timeline
             work.voice = voice.describe()
         return work
+
+    def _voice_head(self, voice: VoiceAnalysis) -> VoiceAnalysis:
+        """Voice scores for an encoder without a classification head (a bare wav2vec2, WavLM or
+        Whisper encoder) from an ``audio-only`` fusion model trained on its embeddings; without
+        one the voice side keeps its embeddings and no scores ("no voice scores")."""
+        fusion = self.fusion
+        if voice.utterance.scores.labels or fusion is None or not fusion.scores_voice:
+            return voice
+        labels = fusion.labels
+
+        def scored(a: AudioEmotion, row: np.ndarray) -> AudioEmotion:
+            return AudioEmotion(EmotionScores(labels, tuple(float(x) for x in row)), a.embedding)
+
+        items = [*voice.spans, voice.utterance]
+        probs = fusion.voice_probabilities(np.stack([a.embedding for a in items]))
+        t = voice.timeline
+        t_probs = (
+            fusion.voice_probabilities(t.embeddings)
+            if len(t.embeddings)
+            else np.zeros((0, len(labels)), np.float32)
+        )
+        return replace(
+            voice,
+            spans=tuple(scored(a, p) for a, p in zip(voice.spans, probs[:-1], strict=True)),
+            utterance=scored(voice.utterance, probs[-1]),
+            timeline=replace(t, labels=labels, scores=np.asarray(t_probs, np.float32)),
+        )
 
     def stage_assemble(self, work: Work) -> Result:
         with work.stage("assemble"):

@@ -46,12 +46,23 @@ def models_provenance(
 
     return {
         "asr": GIVEN_TRANSCRIPT if transcript_given else record("asr", c.asr_model, backend=c.asr_backend),
-        "audio_emotion": record("audio_emotion", c.audio_model),
+        "audio_emotion": _audio(c, resolve="audio_emotion" in resolve),
         "text_emotion": record("text_emotion", c.text_model),
         "sequence_encoder": _embedding(c, resolve="sequence_encoder" in resolve),
         "vad": package_provenance(SILERO, SILERO),
         **({"fusion": record("fusion", c.fusion_model)} if c.fusion_model else {}),
     }
+
+
+def _audio(config: PipelineConfig, *, resolve: bool) -> Provenance:
+    """The voice model's record; a transformers encoder's also names its type and layers
+    (read from its config.json once local: so features from other layers never mix)."""
+    from emoflow.speech.detect import audio_provenance_options
+
+    spec = model_spec(config, config.audio_model)
+    if resolve:
+        spec.record(resolve=True)  # the model's files are local first (a download when allowed)
+    return spec.record(**audio_provenance_options(spec, config.audio_layers))
 
 
 def _embedding(config: PipelineConfig, *, resolve: bool) -> Provenance:
@@ -83,6 +94,10 @@ def config_from_provenance(models: Mapping[str, Provenance], base: PipelineConfi
     for key, name in _MODEL_SETTINGS.items():
         if key in models:
             changes[name] = models[key].id
+    audio = models.get("audio_emotion")
+    if audio is not None:  # a classifier's head reads its own layers: "head" is the default here
+        layers = str(audio.options.get("layers", "last"))
+        changes["audio_layers"] = "last" if layers == "head" else layers
     encoder = models.get("sequence_encoder")
     if encoder is not None:
         o = encoder.options

@@ -113,8 +113,16 @@ OPTIONS: dict[str, Option] = {
     ),
     "audio_model": Option(
         str,
-        "emotion2vec model: hub id or local directory.",
+        "Voice model, hub id or local directory: emotion2vec, a transformers SER classifier "
+        "(wav2vec2/HuBERT/WavLM/data2vec-audio *ForSequenceClassification) or a bare encoder of "
+        "those types or any Whisper (embeddings only: voice scores then need --fusion-model).",
         "audio_model",
+    ),
+    "audio_layers": Option(
+        str,
+        "Hidden states of a transformers voice encoder that make the embedding: last, N "
+        "(0 = input embeddings), N,M,... (their mean), mean (of all) or all (all layers, concatenated).",
+        "audio_layers",
     ),
     "text_model": Option(str, "Text emotion classifier: hub id or local directory.", "text_model"),
     "encoder_model": Option(str, "Sequence encoder for extraction embeddings.", "encoder_model"),
@@ -205,6 +213,7 @@ ANALYSIS = (
     "asr_backend",
     "asr_model",
     "audio_model",
+    "audio_layers",
     "text_model",
     "encoder_model",
     "embedding",
@@ -265,4 +274,12 @@ def pipeline_config(options: Mapping[str, Any]) -> cfg.PipelineConfig:
                 top[head] = option.config_value(value)
         for head, settings in stages.items():
             top[head] = _field(head).default_factory(**settings)
-        return cfg.PipelineConfig(**top)
+        config = cfg.PipelineConfig(**top)
+        if config.audio_layers != cfg.DEFAULT_AUDIO_LAYERS:
+            # layers the voice model does not have: a usage error now, before any weights load
+            # (a model emoflow cannot read is a ModelError, exit 4, raised through)
+            from emoflow.provenance_record import model_spec
+            from emoflow.speech.detect import inspect_audio_model
+
+            inspect_audio_model(model_spec(config, config.audio_model), config.audio_layers)
+        return config

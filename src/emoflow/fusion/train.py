@@ -291,6 +291,23 @@ class FusionClassifier:
     def scores(self, audio: np.ndarray, text: np.ndarray) -> list[EmotionScores]:
         return [EmotionScores(self.labels, tuple(float(x) for x in row)) for row in self.predict(audio, text)]
 
+    @property
+    def scores_voice(self) -> bool:
+        """Whether it scores audio embeddings alone (an ``audio-only`` model): it can then be
+        the voice head of an encoder without one (a bare wav2vec2 / WavLM / Whisper encoder)."""
+        return self.model.cfg.ablation == "audio-only"
+
+    def voice_probabilities(self, audio: np.ndarray) -> np.ndarray:
+        """``(N, K)`` probabilities of an ``audio-only`` model from audio embeddings alone (the
+        text input is ignored by that ablation: zeros)."""
+        if not self.scores_voice:
+            raise ConfigError(
+                f"fusion model {self.path} was trained with ablation {self.model.cfg.ablation!r}; "
+                "only an audio-only model scores the voice alone"
+            )
+        audio = np.asarray(audio, np.float32).reshape(-1, self.model.cfg.audio_dim)
+        return self.predict(audio, np.zeros((len(audio), self.model.cfg.text_dim), np.float32))
+
     def evaluate(self, audio: np.ndarray, text: np.ndarray, y: np.ndarray) -> dict[str, Any]:
         return evaluate_arrays(
             self.predict(audio, text), y, self.labels, self.model.cfg.multi_label, self.threshold
