@@ -6,7 +6,10 @@ conversations ``../shared/data/conversations/*.wav`` (truth in ``*.truth.json``)
 
     python benchmarks/bench_diarization.py [--collar 0.25] [--oracle] [--dir DIR ...] [--json OUT]
 
-``--oracle`` also runs with the true speaker count. RTF = diarisation seconds / audio seconds,
+``--oracle`` also runs with the true speaker count. ``--nuisance-from DIR`` (a RAVDESS-layout
+folder, ``Actor_NN/*.flac``) also runs ``ge2e+nap``: rank-4 nuisance directions learned, at run
+time, from the clips of every actor in DIR who is *not* in the conversations (nothing derived
+from the data is stored), projected out before clustering. RTF = diarisation seconds / audio seconds,
 measured after one warm-up file, with the VAD included (``rtf``) and, separately, with the
 speech regions given (``rtf_no_vad``: the pipeline already runs Silero VAD).
 ``CPU-RTF``: process CPU seconds (all threads) per audio second, with the VAD: what the work
@@ -48,6 +51,30 @@ def build(backend: str) -> tuple[Any, str | None]:
         return None, str(e)
     except ImportError as e:  # a broken install of an optional backend
         return None, f"{type(e).__name__}: {e}"
+
+
+def learn_nuisance(folder: Path, exclude: set[str], out: Path, rank: int = 4) -> Path:
+    """Nuisance directions from labelled clips (speaker = ``Actor_NN`` folder), saved to ``out``."""
+    import numpy as np
+
+    from emoflow.diarization.clustering import nuisance_directions
+    from emoflow.diarization.offline import OfflineDiarizer, OfflineDiarizerConfig
+
+    enc = OfflineDiarizer(OfflineDiarizerConfig.with_nuisance(None))  # the windows the projection runs with
+    embs, who = [], []
+    actors = sorted(d for d in folder.glob("Actor_*") if f"actor{int(d.name[6:])}" not in exclude)
+    for d in actors:
+        for f in sorted(d.glob("*.flac")) + sorted(d.glob("*.wav")):
+            audio = load_audio(f)
+            regions = enc.preprocess_regions(audio, None)
+            if not regions:
+                continue
+            span = TimeSpan(regions[0].start, regions[-1].end)  # the clip less its edge silences
+            embs.append(enc.embed_spans(audio, [span])[0])
+            who.append(d.name)
+    np.save(out, nuisance_directions(np.stack(embs), who, rank))
+    print(f"nuisance directions: rank {rank} from {len(embs)} clips of {', '.join(a.name for a in actors)}")
+    return out
 
 
 def run_backend(
@@ -141,6 +168,7 @@ def main(argv: list[str] | None = None) -> int:
     )
     p.add_argument("--backend", action="append", choices=["ge2e", "pyannote"], help="default: all")
     p.add_argument("--json", type=Path, help="also write the rows as JSON here")
+    p.add_argument("--nuisance-from", type=Path, help="RAVDESS-layout folder to learn nuisance from")
     args = p.parse_args(argv)
     dirs = args.dir or [CONVERSATIONS]
     files = sorted(f for d in dirs for f in d.glob("*.wav") if f.with_name(f.stem + ".truth.json").exists())
@@ -161,6 +189,16 @@ def main(argv: list[str] | None = None) -> int:
             print(f"[{name}] skipped: {why}")
             continue
         rows.extend(run_backend(name, diarizer, files, args.collar, args.oracle))
+    if args.nuisance_from:
+        import tempfile
+
+        from emoflow.diarization.offline import OfflineDiarizer, OfflineDiarizerConfig
+
+        speakers = {t.speaker for f in files for t in load_truth(f)[0]}
+        with tempfile.TemporaryDirectory() as tmp:
+            path = learn_nuisance(args.nuisance_from, speakers, Path(tmp) / "nuisance.npy")
+            nap = OfflineDiarizer(OfflineDiarizerConfig.with_nuisance(path))
+            rows.extend(run_backend("ge2e+nap", nap, files, args.collar, args.oracle))
     if rows:
         print_table(rows, args.collar)
     if args.json:

@@ -21,6 +21,8 @@ DEFAULT_SEPARATOR = "__"
 AsrBackend = Literal["transformers", "faster-whisper"]
 Splitter = Literal["auto", "pysbd", "nltk", "pauses"]
 TimelineMode = Literal["exact", "pooled"]
+DiarizerBackend = Literal["ge2e", "pyannote"]  # emoflow.diarization.BACKENDS
+DEFAULT_DIARIZER = "ge2e"
 
 
 @dataclass(frozen=True)
@@ -243,6 +245,15 @@ class PipelineConfig:
     max_duration: float | None = None
     # numeric precision of every model: auto (see emoflow.models.resolve_dtype), float32, bfloat16, float16
     dtype: str = "auto"
+    # speaker diarisation (emoflow.diarization): who spoke when; every word and sentence gets a speaker
+    diarize: bool = False
+    diarizer: str = DEFAULT_DIARIZER  # ge2e (offline, weights from the resemblyzer wheel) | pyannote
+    # pyannote: pipeline hub id or folder (None: pyannote/speaker-diarization-community-1);
+    # ge2e: a resemblyzer-format checkpoint (None: the one in the installed package)
+    diarizer_model: str | None = None
+    speakers: int | None = None  # the exact number of speakers (None: estimated)
+    min_speakers: int | None = None
+    max_speakers: int | None = None
 
     def __post_init__(self) -> None:
         from emoflow.audio.io import check_max_duration
@@ -256,6 +267,32 @@ class PipelineConfig:
             raise ConfigError(f"unknown dtype {self.dtype!r}; use {', '.join(DTYPES)}")
         # canonical form ("3, 1" -> "1,3"), so equal settings compare and record equal
         object.__setattr__(self, "audio_layers", AudioLayers.parse(self.audio_layers).text)
+        self._check_diarization()
+
+    def _check_diarization(self) -> None:
+        """The diarisation settings, checked without importing a backend: the speaker counts
+        as :func:`emoflow.diarization.base.check_speaker_count` checks them, named as here."""
+        if self.diarizer not in get_args(DiarizerBackend):
+            raise ConfigError(f"unknown diarisation backend {self.diarizer!r}; use ge2e or pyannote")
+        counts = {
+            "speakers": self.speakers,
+            "min_speakers": self.min_speakers,
+            "max_speakers": self.max_speakers,
+        }
+        given = [k for k, v in counts.items() if v is not None]
+        if given and not self.diarize:
+            flag = "--" + given[0].replace("_", "-")
+            raise ConfigError(
+                f"{flag} needs --diarize (diarize=True): speaker counts only apply to diarisation"
+            )
+        if not given:
+            return
+        from emoflow.diarization.base import check_speaker_count
+
+        try:
+            check_speaker_count(self.speakers, self.min_speakers, self.max_speakers)
+        except ConfigError as e:  # the backend's names -> this configuration's (and the CLI's)
+            raise ConfigError(str(e).replace("num_speakers", "speakers")) from None
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)

@@ -1,7 +1,8 @@
 """Stage-by-stage orchestration of the multimodal analysis.
 
 audio → speech regions (VAD) → transcript (ASR, or a given transcript) → sentences with
-refined timings → text emotion → emotion sequences → distributional embeddings →
+refined timings → (with ``diarize``: speakers on words and sentences, sentences cut at speaker
+changes) → text emotion → emotion sequences → distributional embeddings →
 emotion2vec on each sentence's span, the whole recording and a sliding-window timeline
 → fused embeddings (audio ⊕ text per sentence) → :class:`~emoflow.results.Result`.
 
@@ -15,7 +16,6 @@ from __future__ import annotations
 
 import logging
 import os
-from dataclasses import replace
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -38,16 +38,11 @@ from emoflow.provenance_record import model_spec, models_provenance
 from emoflow.results import Result, SentenceResult, SourceInfo
 from emoflow.text.sentences import SentenceSegmenter
 from emoflow.text.sequences import emotion_sequence
-from emoflow.types import (
-    AudioEmotion,
-    EmotionScores,
-    Transcript,
-    VoiceAnalysis,
-    samples_to_seconds,
-)
+from emoflow.types import Transcript, VoiceAnalysis, samples_to_seconds
 from emoflow.work import MODEL_STAGES, STAGES, Progress, TranscriptSource, Work, file_sha256
 
 if TYPE_CHECKING:
+    from emoflow.diarization import Diarizer
     from emoflow.fusion.train import FusionClassifier
 
 __all__ = [  # the Work record and its names live in emoflow.work; importable from here as before
@@ -82,8 +77,10 @@ class Pipeline:
         sequence_embedder: SequenceEmbedder | None = None,
         vad: SpeechRegions | None = None,
         fusion: FusionClassifier | None = None,
+        diarizer: Diarizer | None = None,
     ) -> None:
         self.config = config or PipelineConfig()
+        self._diarizer = diarizer
         self._transcriber = transcriber
         self._audio = audio_encoder
         self._text = text_classifier
@@ -116,6 +113,7 @@ class Pipeline:
             text_classifier=self._text if placed and same("text_model") else None,
             sequence_embedder=self._embedder if placed and same("encoder_model", "embedding") else None,
             fusion=fusion,
+            diarizer=self._diarizer if placed and same("diarizer", "diarizer_model") else None,
         )
 
     def _same_features(self, config: PipelineConfig) -> bool:
@@ -190,9 +188,21 @@ class Pipeline:
             self._fusion = clf
         return self._fusion
 
+    @property
+    def diarizer(self) -> Diarizer | None:
+        """The diarisation backend (``config.diarizer``), built on first use; ``None`` unless
+        ``config.diarize``."""
+        if self._diarizer is None and self.config.diarize:
+            from emoflow.diarization.stage import build_diarizer
+
+            self._diarizer = build_diarizer(self.config)
+        return self._diarizer if self.config.diarize else None
+
     def load_all(self, asr: bool = True) -> None:
-        """Load every model now instead of on first use: a missing model fails before any work."""
-        _ = (self.vad, self.audio_encoder, self.text_classifier, self.sequence_embedder, self.fusion)
+        """Load every model now instead of on first use: a missing model fails before any work
+        (the diarizer first: pyannote without its package, model or token fails in a second)."""
+        _ = (self.diarizer, self.vad, self.audio_encoder, self.text_classifier, self.sequence_embedder)
+        _ = self.fusion
         if asr:
             _ = self.transcriber
 
@@ -253,7 +263,8 @@ class Pipeline:
         return work
 
     def stage_transcribe(self, work: Work) -> Work:
-        """Speech regions, transcript (ASR or given) and timed sentences."""
+        """Speech regions, transcript (ASR or given), timed sentences and, with ``diarize``,
+        their speakers (sentences cut where the speaker changes)."""
         audio, c = work.need_audio(), self.config
         with work.stage("vad"):
             work.speech = self.vad(audio)
@@ -272,6 +283,15 @@ class Pipeline:
                 )
         with work.stage("sentences"):
             work.sentences = self.segmenter(work.transcript, audio, speech=work.speech)
+        diarizer = self.diarizer
+        if diarizer is not None:
+            from emoflow.diarization.stage import attribute_speakers, diarize
+
+            with work.stage("diarize"):
+                work.diarization = diarize(diarizer, c, audio)
+                work.transcript, work.sentences = attribute_speakers(
+                    work.diarization, work.transcript, work.sentences
+                )
         return work
 
     def stage_text(self, work: Work) -> Work:
@@ -309,30 +329,13 @@ class Pipeline:
         """Voice scores for an encoder without a classification head (a bare wav2vec2, WavLM or
         Whisper encoder) from an ``audio-only`` fusion model trained on its embeddings; without
         one the voice side keeps its embeddings and no scores ("no voice scores")."""
-        fusion = self.fusion
-        if voice.utterance.scores.labels or fusion is None or not fusion.scores_voice:
-            return voice
-        labels = fusion.labels
+        from emoflow.fusion.voice_head import voice_from_fusion
 
-        def scored(a: AudioEmotion, row: np.ndarray) -> AudioEmotion:
-            return AudioEmotion(EmotionScores(labels, tuple(float(x) for x in row)), a.embedding)
-
-        items = [*voice.spans, voice.utterance]
-        probs = fusion.voice_probabilities(np.stack([a.embedding for a in items]))
-        t = voice.timeline
-        t_probs = (
-            fusion.voice_probabilities(t.embeddings)
-            if len(t.embeddings)
-            else np.zeros((0, len(labels)), np.float32)
-        )
-        return replace(
-            voice,
-            spans=tuple(scored(a, p) for a, p in zip(voice.spans, probs[:-1], strict=True)),
-            utterance=scored(voice.utterance, probs[-1]),
-            timeline=replace(t, labels=labels, scores=np.asarray(t_probs, np.float32)),
-        )
+        return voice_from_fusion(voice, self.fusion)
 
     def stage_assemble(self, work: Work) -> Result:
+        from emoflow.diarization.stage import summarize_speakers
+
         with work.stage("assemble"):
             assert work.info is not None and work.transcript is not None and work.utterance is not None
             assert work.timeline is not None and work.audio is not None
@@ -361,6 +364,8 @@ class Pipeline:
                 timings=work.timings,
                 audio_samples=work.audio.samples,
                 voice=work.voice,
+                diarization=work.diarization,
+                speakers=summarize_speakers(work.diarization, rows, work.info.duration_s),
             )
 
     def describe_models(self, transcript_given: bool = False) -> dict[str, Provenance]:

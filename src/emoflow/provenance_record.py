@@ -11,15 +11,25 @@ from __future__ import annotations
 
 from collections.abc import Collection, Mapping
 from dataclasses import replace
+from pathlib import Path
 from typing import Any, Final
 
 from emoflow.audio.vad import SILERO
 from emoflow.config import EmbeddingConfig, PipelineConfig
 from emoflow.models import ModelSpec
-from emoflow.provenance import Provenance, package_provenance
+from emoflow.provenance import Provenance, directory_digest, model_provenance, package_provenance
 
-# the records' names, as results store them (``fusion`` only with a fusion model)
-MODEL_KEYS: Final = ("asr", "audio_emotion", "text_emotion", "sequence_encoder", "vad", "fusion")
+# the records' names, as results store them (``fusion`` only with a fusion model, ``diarization``
+# only with diarize=True)
+MODEL_KEYS: Final = (
+    "asr",
+    "audio_emotion",
+    "text_emotion",
+    "sequence_encoder",
+    "vad",
+    "fusion",
+    "diarization",
+)
 # the ASR record of an analysis given a transcript instead of running ASR
 GIVEN_TRANSCRIPT: Final = Provenance("precomputed transcript", None, source="given")
 
@@ -51,7 +61,46 @@ def models_provenance(
         "sequence_encoder": _embedding(c, resolve="sequence_encoder" in resolve),
         "vad": package_provenance(SILERO, SILERO),
         **({"fusion": record("fusion", c.fusion_model)} if c.fusion_model else {}),
+        **({"diarization": diarization_provenance(c)} if c.diarize else {}),
     }
+
+
+def diarization_provenance(config: PipelineConfig) -> Provenance:
+    """The diarisation backend's record: its weights (pyannote: the pipeline's hub commit or
+    folder hash; ge2e: the ``resemblyzer`` package's version, or a custom checkpoint's hash),
+    the backend and its settings, and the speaker-count options. Loads nothing."""
+    c = config
+    count: dict[str, Any] = {
+        "num_speakers": c.speakers,
+        "min_speakers": c.min_speakers,
+        "max_speakers": c.max_speakers,
+    }
+    if c.diarizer == "pyannote":
+        from emoflow.diarization.pyannote_backend import BACKEND, DEFAULT_PYANNOTE_MODEL
+
+        spec = ModelSpec(c.diarizer_model or DEFAULT_PYANNOTE_MODEL, device=c.device, offline=c.offline)
+        return model_provenance(spec, backend=BACKEND, **count)
+    from emoflow.diarization import ge2e
+    from emoflow.diarization.offline import BACKEND as GE2E
+    from emoflow.diarization.offline import MODEL_ID, OfflineDiarizerConfig
+
+    options = {"backend": GE2E, **_flat(OfflineDiarizerConfig().to_dict()), **count}
+    if c.diarizer_model is None:
+        return package_provenance(MODEL_ID, ge2e.DISTRIBUTION, **options)
+    path = Path(c.diarizer_model).expanduser()
+    revision = directory_digest(path) if path.exists() else None
+    return Provenance(str(path), revision, None, "local", options)
+
+
+def _flat(d: Mapping[str, Any], prefix: str = "") -> dict[str, Any]:
+    """Nested settings as one level: ``{"vad": {"threshold": 0.35}}`` -> ``{"vad.threshold": 0.35}``."""
+    out: dict[str, Any] = {}
+    for k, v in d.items():
+        if isinstance(v, Mapping):
+            out.update(_flat(v, f"{prefix}{k}."))
+        else:
+            out[f"{prefix}{k}"] = v
+    return out
 
 
 def _audio(config: PipelineConfig, *, resolve: bool) -> Provenance:
@@ -98,6 +147,9 @@ def config_from_provenance(models: Mapping[str, Provenance], base: PipelineConfi
     if audio is not None:  # a classifier's head reads its own layers: "head" is the default here
         layers = str(audio.options.get("layers", "last"))
         changes["audio_layers"] = "last" if layers == "head" else layers
+    diarization = models.get("diarization")
+    if diarization is not None:
+        changes.update(_diarization_settings(diarization))
     encoder = models.get("sequence_encoder")
     if encoder is not None:
         o = encoder.options
@@ -112,3 +164,23 @@ def config_from_provenance(models: Mapping[str, Provenance], base: PipelineConfi
                 weights=tuple(float(w) for w in weights) if weights else None,
             )
     return replace(base, **changes)
+
+
+def _diarization_settings(record: Provenance) -> dict[str, Any]:
+    """The settings a ``diarization`` record names (the inverse of :func:`diarization_provenance`)."""
+    o = record.options
+    backend = str(o.get("backend", "ge2e"))
+
+    def count(key: str) -> int | None:
+        v = o.get(key)
+        return None if v is None else int(v)
+
+    default = record.source == "package" if backend == "ge2e" else False
+    return {
+        "diarize": True,
+        "diarizer": backend,
+        "diarizer_model": None if default else record.id,
+        "speakers": count("num_speakers"),
+        "min_speakers": count("min_speakers"),
+        "max_speakers": count("max_speakers"),
+    }

@@ -19,6 +19,8 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from emoflow.diarization.speakers import SegmentEmotion, SpeakerSummary
+from emoflow.diarization.types import Diarization
 from emoflow.errors import InputError
 from emoflow.provenance import Provenance
 from emoflow.types import (
@@ -116,6 +118,14 @@ class Result:
     audio_samples: np.ndarray | None = field(default=None, repr=False)  # 16 kHz mono, for the report's player
     # how the voice side was computed: {"span_method": "exact" | "pooled", "dtype": "float32" | ...}
     voice: dict[str, str] = field(default_factory=dict)
+    # who spoke when (PipelineConfig(diarize=True)); None: not diarised
+    diarization: Diarization | None = None
+    # per speaker: talk time, sentences, mean voice and text emotion and their trend
+    speakers: tuple[SpeakerSummary, ...] = ()
+
+    @property
+    def diarised(self) -> bool:
+        return self.diarization is not None
 
     # ---- views ----------------------------------------------------------------------------
     @property
@@ -145,6 +155,11 @@ class Result:
             "utterance": {"audio_emotion": self.utterance.scores.to_dict()},
             "timeline": self.timeline.to_dict(),
             **({"voice": dict(self.voice)} if self.voice else {}),
+            # the diarisation's own record, without its schema_version (the result's is above)
+            "diarization": None
+            if self.diarization is None
+            else {k: v for k, v in self.diarization.to_dict().items() if k != "schema_version"},
+            "speakers": [s.to_dict() for s in self.speakers],
             "embeddings": {"file": EMBEDDINGS_FILE, "arrays": arrays},
             "timings_s": {k: round(v, 4) for k, v in self.timings.items()},
         }
@@ -184,6 +199,8 @@ class Result:
             text_sentences=np.asarray(embeddings["text_sentences"]),
             timings={str(k): float(v) for k, v in d.get("timings_s", {}).items()},
             voice={str(k): str(v) for k, v in d.get("voice", {}).items()},
+            diarization=Diarization.from_dict(d["diarization"]) if d.get("diarization") else None,
+            speakers=tuple(speaker_summary_from_dict(s) for s in d.get("speakers") or ()),
         )
 
     @classmethod
@@ -246,6 +263,34 @@ def timeline_from_dict(d: Mapping[str, Any], embeddings: np.ndarray) -> Timeline
         tuple(TimeSpan(float(w["start"]), float(w["end"])) for w in windows),
         np.asarray([w["scores"] for w in windows], dtype=np.float64).reshape(len(windows), len(labels)),
         embeddings,
+    )
+
+
+def _means(d: Mapping[str, Any] | None) -> dict[str, float] | None:
+    return None if d is None else {str(k): float(v) for k, v in d.items()}
+
+
+def speaker_summary_from_dict(d: Mapping[str, Any]) -> SpeakerSummary:
+    """The inverse of :meth:`SpeakerSummary.to_dict` (the dominant emotions and the trend it
+    writes are derived from the means, so they are not read back)."""
+    return SpeakerSummary(
+        speaker=str(d["speaker"]),
+        talk_time_s=float(d["talk_time_s"]),
+        share=float(d["share"]),
+        num_sentences=int(d["num_sentences"]),
+        voice_mean=_means(d.get("voice_mean")),
+        text_mean=_means(d.get("text_mean")),
+        segments=tuple(
+            SegmentEmotion(
+                TimeSpan(float(g["start"]), float(g["end"])),
+                int(g["num_sentences"]),
+                _means(g.get("voice_mean")),
+                _means(g.get("text_mean")),
+            )
+            for g in d.get("segments") or ()
+        ),
+        voice_change=_means(d.get("voice_change")) or {},
+        text_change=_means(d.get("text_change")) or {},
     )
 
 

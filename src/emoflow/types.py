@@ -13,7 +13,9 @@ from typing import Any, Literal
 
 import numpy as np
 
-SCHEMA_VERSION = "1.0"
+# 1.1: speakers (Word.speaker, Sentence.speaker, Result.diarization and Result.speakers);
+# results of 1.0 still load (the new fields are optional there)
+SCHEMA_VERSION = "1.1"
 # The largest time a TimeSpan accepts (about 115 days). Larger values are corrupt input (a word
 # "ending" at 1e308 s), and allowing them would let span arithmetic overflow to inf.
 MAX_TIME_S = 1e7
@@ -83,11 +85,13 @@ class TimeSpan:
 
 @dataclass(frozen=True, slots=True)
 class Word:
-    """One word of a transcript with its time span; ``probability`` when the ASR gives one."""
+    """One word of a transcript with its time span; ``probability`` when the ASR gives one;
+    ``speaker`` (``SPEAKER_00``...) when the recording was diarised."""
 
     text: str
     span: TimeSpan
     probability: float | None = None
+    speaker: str | None = None
 
     def __post_init__(self) -> None:
         if self.probability is not None and not math.isfinite(self.probability):
@@ -105,15 +109,18 @@ class Word:
         d: dict[str, Any] = {"text": self.text, "start": self.start, "end": self.end}
         if self.probability is not None:
             d["probability"] = self.probability
+        if self.speaker is not None:  # only when diarised: word dicts stay as they were otherwise
+            d["speaker"] = self.speaker
         return d
 
     @classmethod
     def from_dict(cls, d: Mapping[str, Any]) -> Word:
-        prob = d.get("probability")
+        prob, speaker = d.get("probability"), d.get("speaker")
         return cls(
             str(d["text"]),
             TimeSpan(float(d["start"]), float(d["end"])),
             None if prob is None else float(prob),
+            None if speaker is None else str(speaker),
         )
 
 
@@ -163,13 +170,15 @@ class Sentence:
     """A sentence: its position, text, time span and the words it is made of.
 
     Right after alignment ``span`` runs from the first word's start to the last word's
-    end; after boundary refinement it is the speech inside that range.
+    end; after boundary refinement it is the speech inside that range. ``speaker``: who said
+    it, when the recording was diarised (a sentence never spans a speaker change then).
     """
 
     index: int
     text: str
     span: TimeSpan
     words: tuple[Word, ...] = field(default=())
+    speaker: str | None = None
 
     @property
     def start(self) -> float:
@@ -185,16 +194,20 @@ class Sentence:
             "text": self.text,
             "start": self.start,
             "end": self.end,
+            "speaker": self.speaker,
             "words": [w.to_dict() for w in self.words],
         }
 
     @classmethod
     def from_dict(cls, d: Mapping[str, Any]) -> Sentence:
+        """The inverse of :meth:`to_dict`; ``speaker`` may be absent (results before 1.1)."""
+        speaker = d.get("speaker")
         return cls(
             int(d["index"]),
             str(d["text"]),
             TimeSpan(float(d["start"]), float(d["end"])),
             tuple(Word.from_dict(w) for w in d.get("words", [])),
+            None if speaker is None else str(speaker),
         )
 
 

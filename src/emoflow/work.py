@@ -18,6 +18,7 @@ from typing import Any
 import numpy as np
 
 from emoflow.audio.io import Audio, AudioSource
+from emoflow.diarization.types import Diarization
 from emoflow.results import SourceInfo
 from emoflow.types import AudioEmotion, EmotionScores, Sentence, Timeline, TimeSpan, Transcript
 
@@ -26,12 +27,13 @@ STAGES = (
     "vad",
     "asr",
     "sentences",
+    "diarize",  # only with PipelineConfig(diarize=True)
     "text_emotion",
     "sequence_embedding",
     "audio_emotion",
     "assemble",
 )
-MODEL_STAGES = frozenset({"vad", "asr", "text_emotion", "sequence_embedding", "audio_emotion"})
+MODEL_STAGES = frozenset({"vad", "asr", "diarize", "text_emotion", "sequence_embedding", "audio_emotion"})
 Progress = Callable[[str], None]
 TranscriptSource = str | os.PathLike[str] | Transcript  # a transcript file, or one already read
 
@@ -57,6 +59,7 @@ class Work:
     speech: list[TimeSpan] = field(default_factory=list)
     transcript: Transcript | None = None
     sentences: list[Sentence] = field(default_factory=list)
+    diarization: Diarization | None = None  # who spoke when (only when diarised)
     text_scores: list[EmotionScores] = field(default_factory=list)
     sequences: list[str] = field(default_factory=list)
     text_emb: np.ndarray = field(default_factory=lambda: np.zeros((0, 0), np.float32))

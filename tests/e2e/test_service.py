@@ -131,6 +131,52 @@ def test_error_statuses(pipeline, tmp_path):
         assert c.get(f"/v1/analyses/{first.json()['id']}/report").status_code == 409
 
 
+def test_diarisation_per_request(pipeline, tmp_path):
+    """``settings.diarize`` / ``settings.speakers`` in an upload: speakers everywhere in that
+    job's result; the server's own pipeline stays undiarised; bad counts are refused (422)."""
+    audio = need_shared("data", "conversations", "conv2.wav")
+    with client(pipeline, tmp_path) as c:
+        refused = {
+            '{"speakers": 2}': "speakers needs diarize: true",
+            '{"diarize": true, "speakers": 0}': "speakers must be a whole number from 1 to 32",
+            '{"diarize": true, "max_speakers": 2.5}': "max_speakers must be a whole number",
+            '{"diarize": true, "min_speakers": 3, "max_speakers": 2}': "min_speakers (3) is more than",
+            '{"diarize": true, "speakers": 4, "max_speakers": 3}': "speakers (4) is outside",
+            '{"diarize": "yes"}': "diarize must be true or false",
+            '{"diarize": true, "diarizer": "nemo"}': "diarizer must be ge2e or pyannote",
+        }
+        for settings, why in refused.items():
+            r = c.post(
+                "/v1/analyses",
+                files={"audio": ("a.wav", wav_bytes(1.5), "audio/wav")},
+                data={"settings": settings},
+            )
+            assert r.status_code == 422 and why in r.json()["detail"], (settings, r.text)
+        assert not list((tmp_path / "store").iterdir())  # refused: nothing stored
+        r = c.post(
+            "/v1/analyses",
+            files={"audio": ("conv2.wav", audio.read_bytes(), "audio/wav")},
+            data={"settings": json.dumps({"diarize": True, "speakers": 3})},
+        )
+        assert r.status_code == 202, r.text
+        body = wait_done(c, r.json()["id"], timeout=300)
+        assert body["status"] == "done", body
+        res = body["result"]
+        assert res["settings"]["diarize"] is True and res["settings"]["speakers"] == 3
+        assert res["diarization"]["speakers"] == ["SPEAKER_00", "SPEAKER_01", "SPEAKER_02"]
+        assert [s["speaker"] for s in res["speakers"]] == res["diarization"]["speakers"]
+        assert res["sentences"] and all(
+            s["speaker"] in res["diarization"]["speakers"] for s in res["sentences"]
+        )
+        assert {"diarization.rttm", "speakers.csv"} <= set(body["files"])
+        rttm = c.get(f"/v1/analyses/{r.json()['id']}/files/diarization.rttm")
+        assert rttm.status_code == 200 and rttm.text.startswith("SPEAKER ")
+        assert str(tmp_path) not in json.dumps(body)
+        report = c.get(f"/v1/analyses/{r.json()['id']}/report").text
+        assert '<select id="speaker-filter">' in report and report.count('<tr data-speaker="SPEAKER_') == 3
+    assert pipeline.config.diarize is False  # the request's setting went into its own pipeline
+
+
 def test_a_failed_analysis_reports_why(pipeline, tmp_path):
     with client(pipeline, tmp_path) as c:
         transcript = json.dumps({"chunks": [{"text": " a", "timestamp": [30.0, 31.0]}]}).encode()

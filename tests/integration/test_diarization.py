@@ -3,9 +3,9 @@ wheel) on the shared conversations, scored with pyannote.metrics; edge cases; th
 backend's fast failures.
 
 Bounds come from measurements (benchmarks/bench_diarization.py, docs/performance.md): with the
-count estimated the three conversations gave DER 0.180 overall (0.086 / 0.258 / 0.201, pyannote
-collar 0.25 s), with the true count 0.168. The bounds leave a margin for float differences
-between machines, not for regressions.
+count estimated the three conversations gave DER 0.171 overall (0.086 / 0.219 / 0.210, pyannote
+collar 0.25 s; conv3 comes back with 3 speakers instead of 2), with the true count 0.112.
+The bounds leave a margin for float differences between machines, not for regressions.
 """
 
 from __future__ import annotations
@@ -70,8 +70,8 @@ def test_der_on_the_shared_conversations(diarizer, conversations):
         fixed = diarizer(audio, num_speakers=k)
         assert fixed.num_speakers == k
         oracle(ref, list(fixed.turns), audio.duration, uri=wav.stem)
-    assert est.der <= 0.22, f"DER {est.der:.3f} with the count estimated (measured 0.180)"
-    assert oracle.der <= 0.21, f"DER {oracle.der:.3f} with the true count (measured 0.168)"
+    assert est.der <= 0.20, f"DER {est.der:.3f} with the count estimated (measured 0.171)"
+    assert oracle.der <= 0.15, f"DER {oracle.der:.3f} with the true count (measured 0.112)"
     assert right >= 2, "the count was right on 2 of the 3 conversations when measured"
 
 
@@ -124,7 +124,7 @@ def test_provenance_without_loading_and_custom_weights(tmp_path):
     d = OfflineDiarizer(model=random_net)  # an already-built model: nothing loads
     p = d.provenance()
     assert p.source == "package" and p.revision.startswith("resemblyzer==")
-    assert p.options["backend"] == "ge2e" and p.options["window_s"] == 1.5
+    assert p.options["backend"] == "ge2e" and p.options["window_s"] == 2.0
     # a custom checkpoint in resemblyzer's format loads, and its provenance is its content hash
     import torch
 
@@ -157,3 +157,43 @@ def test_pyannote_backend_fails_fast_with_the_fix(monkeypatch, tmp_path):
     with pytest.raises(ModelUnavailableError, match="config.yaml"):
         pb.resolve_pipeline_dir(ModelSpec(str(tmp_path)), None)
     assert time.perf_counter() - t0 < 5
+
+
+@pytest.mark.slow
+def test_nuisance_projection_learned_on_other_actors(conversations, tmp_path):
+    """Nuisance directions learned, in the test, from RAVDESS actors who are NOT in the
+    conversations (every 5th clip of actors 13-19 and 21): measured DER 0.124 with the count
+    estimated (0.180 without), the count right on 2 of 3, one speaker still one speaker."""
+    pytest.importorskip("pyannote.metrics", reason="DER needs pyannote.metrics (the dev extra)")
+    from emoflow.diarization.clustering import nuisance_directions
+    from emoflow.diarization.metrics import DiarizationEvaluator
+    from emoflow.diarization.offline import OfflineDiarizer, OfflineDiarizerConfig
+
+    ravdess = need_shared("data", "ravdess_sample")
+    learner = OfflineDiarizer(OfflineDiarizerConfig.with_nuisance(None), device="cpu")
+    embs, who = [], []
+    for actor in (13, 14, 15, 16, 17, 18, 19, 21):
+        for clip in sorted((ravdess / f"Actor_{actor:02d}").glob("*.flac"))[::5]:
+            audio = load_audio(clip)
+            regions = learner.preprocess_regions(audio, None)
+            if regions:
+                embs.append(learner.embed_spans(audio, [TimeSpan(regions[0].start, regions[-1].end)])[0])
+                who.append(actor)
+    assert len(embs) >= 80
+    path = tmp_path / "nuisance.npy"
+    np.save(path, nuisance_directions(np.stack(embs), who, rank=4))
+    nap = OfflineDiarizer(OfflineDiarizerConfig.with_nuisance(path), device="cpu")
+    assert nap.provenance().options["nuisance_sha256"].startswith("sha256:")
+
+    ev, right = DiarizationEvaluator(collar=0.25), 0
+    for wav in conversations:
+        audio = load_audio(wav)
+        s = ev(_truth(wav), list(nap(audio).turns), audio.duration, uri=wav.stem)
+        right += s.count_correct
+    assert ev.der <= 0.15, f"DER {ev.der:.3f} with nuisance projection (measured 0.124)"
+    assert right >= 2
+    for name in ("three_moods.wav", "interview.wav"):
+        assert nap(load_audio(need_shared("audio", "speech", name))).num_speakers == 1
+
+    with pytest.raises(ConfigError, match="nuisance"):
+        OfflineDiarizer(OfflineDiarizerConfig(nuisance=str(tmp_path / "missing.npy")), device="cpu")

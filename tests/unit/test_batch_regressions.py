@@ -42,6 +42,7 @@ class FakePipeline:
             timings={"decode": 0.01},
             sentences=[],
             source=SimpleNamespace(duration_s=1.5, sha256=sha, path=str(path)),
+            diarization=None,  # not diarised (the writers look for the speakers' files)
         )
         result.save = lambda directory, formats: save_result(result, directory, formats)  # as Result.save
         return result

@@ -314,3 +314,60 @@ def test_cluster_speakers_edges():
     assert cluster_speakers(x, num_speakers=5).num_speakers <= len(x)
     assert cluster_speakers(x, num_speakers=1).labels.tolist() == [0] * len(x)
     assert cluster_speakers(x, max_speakers=1).num_speakers == 1
+
+
+def test_nuisance_directions_remove_the_shared_within_speaker_spread():
+    from emoflow.diarization.clustering import nuisance_directions, project_out
+
+    rng = np.random.default_rng(3)
+    d = 24
+    nuisance = np.zeros(d)
+    nuisance[0] = 1.0  # every speaker's clips spread along axis 0 ("emotion")
+    centers = np.abs(rng.normal(size=(3, d))) + 1.0
+    centers[:, 0] = 0.0
+    who = np.repeat(np.arange(3), 7)
+    spread = np.outer(rng.normal(scale=3.0, size=len(who)), nuisance)
+    x = centers[who] + spread + 0.01 * rng.normal(size=(21, d))
+    u = nuisance_directions(x, [f"s{w}" for w in who], rank=1)
+    assert u.shape == (1, d) and abs(abs(u[0, 0]) - 1.0) < 1e-2
+    y = project_out(x, u)
+    assert np.allclose(np.linalg.norm(y, axis=1), 1.0) and np.abs(y @ u.T).max() < 1e-9
+    assert np.abs(y[:, 0]).max() < 0.05 < np.abs(x[:, 0] / np.linalg.norm(x, axis=1)).max()
+    assert np.allclose(project_out(x, None), x / np.linalg.norm(x, axis=1, keepdims=True))
+    with pytest.raises(ValueError):
+        nuisance_directions(x[:3], ["a", "b", "c"])  # no speaker with two clips
+    with pytest.raises(ValueError):
+        nuisance_directions(x, ["a"] * 5)
+    with pytest.raises(ValueError):
+        project_out(x, np.ones((1, d + 1)))
+
+
+@pytest.mark.parametrize("k", [1, 2, 3])
+def test_count_threshold_mode_and_nuisance_in_cluster_speakers(k):
+    from emoflow.diarization.clustering import NUISANCE_CLUSTERING, ClusteringConfig
+
+    rng = np.random.default_rng(10 + k)
+    x, truth = _voices(rng, k, 5, 0.05)
+    threshold = NUISANCE_CLUSTERING.count_threshold
+    config = ClusteringConfig(single_speaker_distance=0.2, count_threshold=threshold)
+    r = cluster_speakers(x, config=config)
+    assert r.num_speakers == k and r.estimated
+    assert len(set(zip(truth.tolist(), r.labels.tolist()))) == k
+    assert cluster_speakers(x, config=NUISANCE_CLUSTERING, nuisance=np.eye(x.shape[1])[:2]).num_speakers >= 1
+    with pytest.raises(ValueError):
+        ClusteringConfig(count_threshold=2.5)
+
+
+def test_load_nuisance_validates_the_file(tmp_path):
+    from emoflow.diarization.clustering import load_nuisance
+    from emoflow.errors import ConfigError
+
+    assert load_nuisance(None, 8) is None
+    good = tmp_path / "u.npy"
+    np.save(good, np.eye(8)[:3])
+    assert load_nuisance(str(good), 8).shape == (3, 8)
+    bad = tmp_path / "bad.npy"
+    np.save(bad, np.ones(8))
+    for path in (bad, tmp_path / "missing.npy"):
+        with pytest.raises(ConfigError, match="nuisance directions"):
+            load_nuisance(str(path), 8)

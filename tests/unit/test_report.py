@@ -114,7 +114,7 @@ def test_tables_flatten_the_types_own_records(tmp_path):
     r = small_result()
     df = sentences_table(r)
     assert list(df.columns) == [
-        *("index", "start", "end", "text", "sequence", "text_top", "audio_top"),
+        *("index", "start", "end", "speaker", "text", "sequence", "text_top", "audio_top"),
         *(f"text_{k}" for k in TEXT),
         *(f"audio_{k}" for k in AUDIO),
     ]
@@ -123,8 +123,116 @@ def test_tables_flatten_the_types_own_records(tmp_path):
     assert list(tl.columns) == ["start", "end", *AUDIO] and tl.shape == (2, 5)
     np.testing.assert_allclose(tl[list(AUDIO)].to_numpy(), r.timeline.scores)
     empty = Result(**{**r.__dict__, "sentences": []})
-    assert list(sentences_table(empty).columns)[:4] == ["index", "start", "end", "text"]
+    assert list(sentences_table(empty).columns)[:5] == ["index", "start", "end", "speaker", "text"]
     csv = sentences_csv([s.sentence for s in r.sentences]).splitlines()
     assert csv[:2] == ["index,start,end,text", "0,0.500,1.500,I am so happy."]
     d = save_result(r, tmp_path / "t", ["csv"])
-    assert (d / "sentences.csv").read_text().startswith("index,start,end,text,sequence,text_top")
+    assert (d / "sentences.csv").read_text().startswith("index,start,end,speaker,text,sequence,text_top")
+
+
+# ---- speakers (diarised results) and voice models without scores ------------------------------
+
+
+def diarised_result() -> Result:
+    """Three sentences of two speakers (the third is SPEAKER_00's again), with their turns."""
+    from dataclasses import replace
+
+    from emoflow.diarization import Diarization, SpeakerTurn
+
+    r = small_result()
+    third = SentenceResult(
+        Sentence(2, "Well, not me.", TimeSpan(2.9, 3.4)),
+        EmotionScores(TEXT, (0.6, 0.1, 0.3)),
+        "anger__neutral",
+        EmotionScores(AUDIO, (0.7, 0.1, 0.2)),
+    )
+    turns = [(0.4, 1.6, "x"), (1.9, 3.0, "y"), (2.9, 3.45, "x")]
+    r.diarization = Diarization.from_turns(SpeakerTurn(TimeSpan(a, b), s) for a, b, s in turns)
+    speakers = ["SPEAKER_00", "SPEAKER_01", "SPEAKER_00"]
+    r.sentences = [
+        replace(s, sentence=replace(s.sentence, speaker=spk))
+        for s, spk in zip([*r.sentences, third], speakers, strict=True)
+    ]
+    r.audio_sentences, r.text_sentences = np.zeros((3, 4), np.float32), np.zeros((3, 3), np.float32)
+    return r
+
+
+def voiceless(r: Result) -> Result:
+    """``r`` as a voice encoder without a classification head gives it: no voice scores."""
+    from dataclasses import replace
+
+    none = EmotionScores((), ())
+    r.sentences = [replace(s, audio_emotion=none) for s in r.sentences]
+    r.utterance = AudioEmotion(none, r.utterance.embedding)
+    r.timeline = replace(r.timeline, labels=(), scores=np.zeros((len(r.timeline.spans), 0)))
+    return r
+
+
+def test_a_diarised_report_has_speaker_lanes_a_summary_and_a_filter(tmp_path):
+    from emoflow.viz.figures import timeline_figure
+
+    r = diarised_result()
+    fig = timeline_figure(r)
+    turns = [t for t in fig.data if t.meta == "turns"]
+    assert [t.name for t in turns] == ["SPEAKER_00", "SPEAKER_01"]  # one lane per speaker
+    assert list(turns[0].base) == [0.4, 2.9] and list(turns[0].x) == [1.2, 0.55]
+    assert len(set(t.marker.color for t in turns)) == 2  # a colour per speaker
+    text = [t for t in fig.data if t.meta == "text" and t.name == "SPEAKER_00 text"][0]
+    assert [c[0] for c in text.customdata] == [0.5, 2.9]  # that speaker's sentences (seek to start)
+    assert fig.layout.shapes[-1].line.dash == "dot"  # the cursor is still the last shape
+
+    d = save_result(r, tmp_path / "talk", ["html", "png", "json"])
+    html = (d / "report.html").read_text(encoding="utf-8")
+    assert '<select id="speaker-filter">' in html and html.count("<option value=") == 3
+    assert html.count('data-speaker="SPEAKER_00" tabindex') == 2
+    assert html.count('data-speaker="SPEAKER_01" tabindex') == 1
+    speakers_table = html.split('<table id="speakers">', 1)[1].split("</table>", 1)[0]
+    assert speakers_table.count("<tr data-speaker=") == 2
+    assert "61%" in speakers_table and "39%" in speakers_table  # share of talk time (1.75 s / 1.1 s)
+    assert "+50% anger" in speakers_table  # SPEAKER_00's text went from joy to anger
+    data = embedded_data(html)
+    assert data["speakers"] == ["SPEAKER_00", "SPEAKER_01"]
+    assert [s["speaker"] for s in data["sentences"]] == ["SPEAKER_00", "SPEAKER_01", "SPEAKER_00"]
+    assert plotly_js()[:2000] in html and "<script charset" not in html  # still self-contained
+    assert (d / "flow.png").stat().st_size > 10_000
+
+
+def test_without_diarisation_the_report_has_no_speakers(tmp_path):
+    from emoflow.viz.figures import timeline_figure
+
+    r = small_result()
+    assert not [t for t in timeline_figure(r).data if t.type == "bar"]
+    html = (save_result(r, tmp_path / "talk", ["html"]) / "report.html").read_text(encoding="utf-8")
+    assert '<select id="speaker-filter"' not in html and '<table id="speakers"' not in html
+    assert "data-speaker=" not in html and "<th>speaker</th>" not in html
+    assert "speakers" not in embedded_data(html)
+
+
+@pytest.mark.parametrize("make", [small_result, diarised_result], ids=["plain", "diarised"])
+def test_no_voice_scores_are_said_not_crashed_on(tmp_path, make):
+    from emoflow.viz.figures import timeline_figure
+    from emoflow.viz.scores import NO_VOICE_SCORES
+
+    r = voiceless(make())
+    fig = timeline_figure(r)
+    assert not [t for t in fig.data if t.type == "scatter"]
+    assert [a.text for a in fig.layout.annotations] == [NO_VOICE_SCORES]
+    d = save_result(r, tmp_path / "talk", ["html", "png"])
+    assert (d / "timeline.png").stat().st_size > 5_000 and (d / "flow.png").stat().st_size > 5_000
+    html = (d / "report.html").read_text(encoding="utf-8")
+    assert "emoflow train --ablation audio-only" in html and "--fusion-model" in html
+    assert "whole-recording voice emotion:\nno voice scores ·" in html
+    table = html.split('<table id="sentences">', 1)[1]
+    assert table.count(">no voice scores</span>") == len(r.sentences)  # each sentence's voice cell
+    assert [s["audio_top"] for s in embedded_data(html)["sentences"]] == [None] * len(r.sentences)
+
+
+def test_a_diarisation_without_speakers_draws_no_lanes(tmp_path):
+    from emoflow.diarization import Diarization
+    from emoflow.viz.speakers import speaker_view
+
+    r = small_result()
+    r.diarization = Diarization((), ())  # silence: no turns
+    assert speaker_view(r) is None
+    d = save_result(r, tmp_path / "talk", ["html", "png"])
+    assert '<select id="speaker-filter"' not in (d / "report.html").read_text(encoding="utf-8")

@@ -5,8 +5,10 @@ renamed into place); their reports load plotly.js from ``DIR/_assets/`` (written
 instead of holding a 4.8 MB copy each. ``DIR/index.jsonl``: one line appended (and flushed to disk) per
 recording as it finishes — status, timings, error; compacted to the latest line per recording
 at the end of a run. ``DIR/sentences.parquet`` and ``DIR/timeline.parquet``: the corpus
-tables over this run's complete inputs. Both engines (local and Ray) write through these
-functions, so their folders are the same.
+tables over this run's complete inputs (the sentences with their ``speaker``, empty for
+recordings not diarised); ``DIR/speakers.parquet``: one row per speaker of each diarised
+recording. Both engines (local and Ray) write through these functions, so their folders are
+the same.
 """
 
 from __future__ import annotations
@@ -29,7 +31,7 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 INDEX = "index.jsonl"
-TABLES = ("sentences.parquet", "timeline.parquet")
+TABLES = ("sentences.parquet", "timeline.parquet", "speakers.parquet")
 Record = dict[str, Any]  # one line of the index
 
 
@@ -47,8 +49,11 @@ def save_output(result: Result, out: Path, name: str, formats: Sequence[str]) ->
     return save_result(result, out / name, formats, assets_dir=out / SHARED_ASSETS)
 
 
-def is_complete(directory: Path, formats: Iterable[str]) -> bool:
-    return directory.is_dir() and all((directory / f).is_file() for f in expected_files(set(formats)))
+def is_complete(directory: Path, formats: Iterable[str], diarized: bool = False) -> bool:
+    """Whether ``directory`` holds every file of ``formats`` (``diarized``: and the speakers'
+    files, so a folder analysed without diarisation is redone by a run that diarises)."""
+    files = expected_files(set(formats), diarized)
+    return directory.is_dir() and all((directory / f).is_file() for f in files)
 
 
 def record_for(
@@ -59,7 +64,7 @@ def record_for(
     error: str | None = None,
     result: Result | None = None,
 ) -> Record:
-    """The index line for ``item``; with ``result``, its duration, sentence count and hash."""
+    """The index line for ``item``; with ``result``, its :func:`result_summary`."""
     rec: Record = {
         "name": item.name,
         "audio": str(item.path),
@@ -70,11 +75,23 @@ def record_for(
     if timings:
         rec["timings_s"] = {k: round(v, 4) for k, v in timings.items()}
     if result is not None:
-        rec.update(
-            duration_s=result.source.duration_s, sentences=len(result.sentences), sha256=result.source.sha256
-        )
+        rec.update(result_summary(result))
     if error:
         rec["error"] = error
+    return rec
+
+
+def result_summary(result: Result) -> Record:
+    """What the index records of a finished result: duration, sentence count, hash and, when
+    diarised, the number of speakers (the Ray engine's writer sends it with the timings)."""
+    rec: Record = {
+        "duration_s": result.source.duration_s,
+        "sentences": len(result.sentences),
+        "sha256": result.source.sha256,
+    }
+    diarization = getattr(result, "diarization", None)  # stand-ins for a Result may lack it
+    if diarization is not None:
+        rec["speakers"] = diarization.num_speakers
     return rec
 
 
@@ -109,28 +126,40 @@ def compact_index(out: Path) -> None:
 
 
 def write_corpus_tables(out: Path, names: Iterable[str]) -> list[Path]:
-    """``sentences.parquet`` and ``timeline.parquet`` over the recordings ``names`` (the output
-    folders of this run's complete inputs, see :func:`current_ok_names`). A table with no
-    recording to hold is removed, so that no table describes another run's inputs."""
+    """The corpus tables (see :data:`TABLES`) over the recordings ``names`` (the output folders
+    of this run's complete inputs, see :func:`current_ok_names`), each row led by its
+    ``recording``: ``sentences.parquet`` (with a ``speaker`` column, null where a recording was
+    not diarised), ``timeline.parquet``, and ``speakers.parquet`` (the diarised recordings'
+    ``speakers.csv``). A table with no recording to hold is removed, so that no table describes
+    another run's inputs."""
     import pandas as pd
 
-    sent_frames, tl_frames = [], []
+    frames: dict[str, list[pd.DataFrame]] = {t: [] for t in TABLES}
+
+    def read(path: Path, name: str, **kw: Any) -> pd.DataFrame:
+        df = pd.read_csv(path, **kw)
+        df.insert(0, "recording", name)
+        return df
+
+    text = {"speaker": pd.StringDtype()}  # "SPEAKER_00" stays text; empty cells are null
     for name in names:
         d = out / name
         if not (d / "sentences.csv").exists():
             continue
-        s = pd.read_csv(d / "sentences.csv")
-        s.insert(0, "recording", name)
-        sent_frames.append(s)
-        t = pd.read_csv(d / "timeline.csv")
-        t.insert(0, "recording", name)
-        tl_frames.append(t)
+        s = read(d / "sentences.csv", name, dtype=text)
+        if "speaker" not in s.columns:  # written before sentences carried speakers
+            s.insert(s.columns.get_loc("end") + 1 if "end" in s.columns else 1, "speaker", None)
+        s["speaker"] = s["speaker"].astype(pd.StringDtype())
+        frames["sentences.parquet"].append(s)
+        frames["timeline.parquet"].append(read(d / "timeline.csv", name))
+        if (d / "speakers.csv").exists():
+            frames["speakers.parquet"].append(read(d / "speakers.csv", name, dtype=text))
     written = []
-    for fname, frames in zip(TABLES, (sent_frames, tl_frames), strict=True):
-        if not frames:
+    for fname, parts in frames.items():
+        if not parts:
             (out / fname).unlink(missing_ok=True)  # emoflow's own name (planning.RESERVED_NAMES)
             continue
-        df = pd.concat(frames, ignore_index=True)
+        df = pd.concat(parts, ignore_index=True)
         with atomic_path(out / fname, suffix=".parquet") as tmp:
             df.to_parquet(tmp, index=False)
         written.append(out / fname)

@@ -7,7 +7,8 @@ see :mod:`~emoflow.batch.index`). A crash or kill at any point loses at most the
 flight: on restart (``--resume``, the default) recordings whose outputs are complete are
 skipped, partial ones are redone. One bad file never stops the batch. At the end the index is
 compacted (one line per recording, the latest) and the corpus tables ``DIR/sentences.parquet``
-and ``DIR/timeline.parquet`` are rebuilt from this run's inputs that are complete (analysed
+and ``DIR/timeline.parquet`` (and ``DIR/speakers.parquet`` when recordings were diarised) are
+rebuilt from this run's inputs that are complete (analysed
 now or skipped as already done): an output folder left from another input list (e.g. under a
 name a later run gave to another file) stays in ``DIR`` and in the index, but not in the tables.
 
@@ -99,15 +100,17 @@ def run_resumable(
     resume: bool = True,
     formats: Sequence[str] = ALL_FORMATS,
     on_item: OnItem | None = None,
+    diarized: bool = False,
 ) -> BatchSummary:
     """Lock ``out``, skip what is complete, let ``engine`` analyse the rest (when there is any),
-    then compact the index and rebuild the corpus tables (see the module doc)."""
+    then compact the index and rebuild the corpus tables (see the module doc). ``diarized``:
+    the engine diarises (a folder without the speakers' files is not complete)."""
     out = prepare_out(out)
     with output_lock(out):
         run = BatchRun(out, len(items))
         t_start = time.perf_counter()
         remove_stale_partials(out)
-        todo, skipped = plan(items, out, formats, resume)
+        todo, skipped = plan(items, out, formats, resume, diarized)
         for item, recovered in skipped:
             run.summary.skipped += 1
             if recovered is not None:  # killed between rename and index line
@@ -156,4 +159,8 @@ def run_batch(
                 if on_item:
                     on_item(item, "failed")
 
-    return run_resumable(items, out, engine, resume=resume, formats=formats, on_item=on_item)
+    # a stand-in for the pipeline (tests, notebooks) may have no configuration: no diarisation
+    diarized = bool(getattr(getattr(pipeline, "config", None), "diarize", False))
+    return run_resumable(
+        items, out, engine, resume=resume, formats=formats, on_item=on_item, diarized=diarized
+    )

@@ -165,7 +165,7 @@ Skipped = list[tuple[BatchItem, Record | None]]  # items already complete, each 
 
 
 def plan(
-    items: Sequence[BatchItem], out: Path, formats: Iterable[str], resume: bool
+    items: Sequence[BatchItem], out: Path, formats: Iterable[str], resume: bool, diarized: bool = False
 ) -> tuple[list[BatchItem], Skipped]:
     """Split ``items`` into those to analyse and those already complete, before any work.
 
@@ -174,7 +174,8 @@ def plan(
     a folder holding another recording's analysis refuses the run with :class:`InputError`
     instead of being reported as done. Returns ``(todo, skipped)``; each skipped item comes
     with the record to append when the index lacks its ``ok`` line (a kill between the rename
-    and the index line), else ``None``.
+    and the index line), else ``None``. ``diarized``: this run diarises, so a folder without the
+    speakers' files (analysed without diarisation) is not complete.
     """
     from emoflow.pipeline import file_sha256
 
@@ -184,7 +185,7 @@ def plan(
     skipped: Skipped = []
     for item in items:
         target = out / item.name
-        if not (resume and is_complete(target, formats)):
+        if not (resume and is_complete(target, formats, diarized)):
             todo.append(item)
             continue
         rec = recorded.get(item.name, {})

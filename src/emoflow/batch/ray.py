@@ -1,7 +1,8 @@
 """The batch as a Ray Data pipeline (``emoflow batch --engine ray``; extra ``emoflow[ray]``).
 
-file list → decode → speech regions, ASR and sentences → text emotion and embeddings →
-emotion2vec → assemble and write. Each stage is an actor pool (``map_batches`` with a
+file list → decode → speech regions, ASR and sentences (with ``--diarize``, their speakers:
+the diarizer loads in that actor) → text emotion and embeddings → emotion2vec → assemble and
+write. Each stage is an actor pool (``map_batches`` with a
 fixed-size ``ActorPoolStrategy``), so every model loads once per actor and stages overlap
 across recordings. The stages are the same methods of :class:`~emoflow.pipeline.Pipeline`
 the local engine runs, so results are identical; the output folder, index and summary are
@@ -24,7 +25,7 @@ from typing import Any, Literal, TypedDict
 
 import numpy as np
 
-from emoflow.batch.index import record_for, save_output
+from emoflow.batch.index import record_for, result_summary, save_output
 from emoflow.batch.local import BatchRun, BatchSummary, run_resumable
 from emoflow.batch.planning import BatchItem
 from emoflow.batch.ray_cluster import INIT_TIMEOUT_S, plan_resources, start_ray
@@ -128,10 +129,14 @@ class DecodeStage(_Stage):
 
 
 class TranscribeStage(_Stage):
+    """Speech regions, ASR and sentences, and with ``diarize`` the speakers: the diarisation runs
+    inside :meth:`~emoflow.pipeline.Pipeline.stage_transcribe` (before the sentences go on), so
+    this actor builds the diarizer too, once, with its other models and within its CPU share."""
+
     gpu = True
 
     def load(self) -> None:
-        _ = (self.pipeline.vad, self.pipeline.transcriber)
+        _ = (self.pipeline.vad, self.pipeline.transcriber, self.pipeline.diarizer)
 
     def step(self, work: Work) -> Work:
         return self.pipeline.stage_transcribe(work)
@@ -180,14 +185,7 @@ class WriteStage(_Stage):
                 work = pickle.loads(r["payload"])
                 result = self.pipeline.stage_assemble(work)
                 save_output(result, self.out, r["name"], self.formats)
-                r["payload"] = pickle.dumps(
-                    {
-                        "timings": result.timings,
-                        "duration_s": result.source.duration_s,
-                        "sentences": len(result.sentences),
-                        "sha256": result.source.sha256,
-                    }
-                )
+                r["payload"] = pickle.dumps({"timings": result.timings, **result_summary(result)})
             except Exception as e:
                 r["error"] = _message(e)
                 r["payload"] = b""
@@ -231,7 +229,7 @@ def run_batch_ray(
             if shutdown is not None:
                 shutdown()
 
-    return run_resumable(items, out, engine, resume=resume, formats=formats)
+    return run_resumable(items, out, engine, resume=resume, formats=formats, diarized=config.diarize)
 
 
 def _run_pipeline(
@@ -281,8 +279,8 @@ def _run_pipeline(
             run.failed(item, time.perf_counter() - t0, r["error"])
         else:
             info = pickle.loads(r["payload"])
-            rec = record_for(item, "ok", time.perf_counter() - t0, info["timings"])
-            rec.update(duration_s=info["duration_s"], sentences=info["sentences"], sha256=info["sha256"])
+            rec = record_for(item, "ok", time.perf_counter() - t0, info.pop("timings"))
+            rec.update(info)  # the result's summary (index.result_summary)
             run.ok(item, rec)
 
     consume(ds.iter_rows(), on_row, bounds)

@@ -34,6 +34,7 @@ def choices(name: str, literal: Any) -> type[Enum]:
 AsrBackendChoice = choices("AsrBackendChoice", cfg.AsrBackend)
 TimelineChoice = choices("TimelineChoice", cfg.TimelineMode)
 SplitterChoice = choices("SplitterChoice", cfg.Splitter)
+DiarizerChoice = choices("DiarizerChoice", cfg.DiarizerBackend)
 
 
 def _field(path: str) -> Any:
@@ -184,6 +185,29 @@ OPTIONS: dict[str, Option] = {
         from_config=bool,
         decls=("--offline",),
     ),
+    # who spoke when (emoflow.diarization)
+    "diarize": Option(
+        bool,
+        "Find who spoke when: every word and sentence gets a speaker (SPEAKER_00, ...); adds "
+        "speakers.csv and diarization.rttm.",
+        "diarize",
+        decls=("--diarize/--no-diarize",),
+    ),
+    "diarizer": Option(
+        DiarizerChoice,
+        "Diarisation backend: ge2e (offline, GE2E weights from the resemblyzer wheel, Apache-2.0) or "
+        "pyannote (pyannote.audio's pretrained pipeline; gated on the hub: HF_TOKEN).",
+        "diarizer",
+    ),
+    "diarizer_model": Option(
+        str | None,
+        "pyannote: pipeline hub id or local folder (default pyannote/speaker-diarization-community-1); "
+        "ge2e: a resemblyzer-format checkpoint (default: the packaged one).",
+        "diarizer_model",
+    ),
+    "speakers": Option(int | None, "The exact number of speakers (default: estimated).", "speakers"),
+    "min_speakers": Option(int | None, "At least this many speakers when estimating.", "min_speakers"),
+    "max_speakers": Option(int | None, "At most this many speakers when estimating.", "max_speakers"),
     # how transcripts are read and cut into sentences
     "splitter": Option(SplitterChoice, "How to find sentences.", "sentences.splitter"),
     "pause": Option(float, "Pause (s) that ends a sentence when splitting at pauses.", "sentences.pause_s"),
@@ -223,6 +247,12 @@ ANALYSIS = (
     "timeline",
     "language",
     "fusion_model",
+    "diarize",
+    "diarizer",
+    "diarizer_model",
+    "speakers",
+    "min_speakers",
+    "max_speakers",
     "max_duration",
     "device",
     "dtype",

@@ -15,11 +15,14 @@ How a recording is diarised (each step chosen on synthetic conversations, see th
    per segment rather than per file). GE2E reads *power* mel spectrograms, so loud (angry,
    excited) and quiet (sad) turns of one person otherwise look like different voices: per-segment
    normalisation cut DER on the synthetic set from 0.26 to 0.17 with the true count.
-4. **Embeddings**: GE2E over windows of ``window_s`` (1.5 s) every ``hop_s`` (0.75 s) inside each
+4. **Embeddings**: GE2E over windows of ``window_s`` (2 s) every ``hop_s`` (1 s) inside each
    segment (a shorter segment is one window of its own length), all windows in one packed batch;
    a segment's embedding is the normalised mean of its windows'.
 5. **Clustering** (:func:`emoflow.diarization.clustering.cluster_speakers`): the count given,
-   or estimated.
+   or estimated. Optional ``nuisance``: a ``.npy`` of directions (``(r, 256)``, from
+   :func:`~emoflow.diarization.clustering.nuisance_directions` over clips of labelled speakers,
+   e.g. an emotional corpus you hold a licence for) projected out of every embedding first;
+   :meth:`OfflineDiarizerConfig.with_nuisance` pairs it with the clustering settings tuned for it.
 6. **Re-segmentation**: inside a region whose pieces went to different speakers, every window
    is given to the nearest of those speakers' centroids and the change is placed where the
    windows' votes change, instead of at an arbitrary piece boundary.
@@ -43,7 +46,14 @@ from emoflow.audio.io import TARGET_RATE, Audio
 from emoflow.audio.vad import SpeechDetector, VadConfig
 from emoflow.diarization import ge2e
 from emoflow.diarization.base import check_speaker_count
-from emoflow.diarization.clustering import ClusteringConfig, cluster_speakers, normalize_rows
+from emoflow.diarization.clustering import (
+    NUISANCE_CLUSTERING,
+    ClusteringConfig,
+    cluster_speakers,
+    load_nuisance,
+    normalize_rows,
+    project_out,
+)
 from emoflow.diarization.types import Diarization, SpeakerTurn, speaker_label
 from emoflow.errors import AudioError, ConfigError
 from emoflow.inference.windows import window_spans
@@ -63,8 +73,8 @@ MODEL_ID = "resemblyzer/pretrained.pt"
 class OfflineDiarizerConfig:
     """Settings of :class:`OfflineDiarizer` (seconds throughout)."""
 
-    window_s: float = 1.5
-    hop_s: float = 0.75
+    window_s: float = 2.0
+    hop_s: float = 1.0
     max_segment_s: float = 3.0
     min_segment_s: float = 0.05  # speech regions shorter than this are dropped
     min_turn_s: float = 0.5  # re-segmentation: shorter flips inside a region are merged away
@@ -74,6 +84,15 @@ class OfflineDiarizerConfig:
     single_thread: bool = True
     vad: VadConfig = field(default_factory=lambda: VadConfig(threshold=0.35, speech_pad_ms=100))
     clustering: ClusteringConfig = field(default_factory=ClusteringConfig)
+    nuisance: str | None = None  # .npy of (r, 256) directions projected out before clustering
+
+    @classmethod
+    def with_nuisance(cls, path: str | Path | None, **kwargs: Any) -> OfflineDiarizerConfig:
+        """The settings tuned for nuisance projection (1.5 s windows every 0.75 s, the clustering
+        of :data:`NUISANCE_CLUSTERING`) with the directions in ``path``. Learn the directions
+        with these same settings: ``path=None`` gives them without a projection."""
+        defaults: dict[str, Any] = {"window_s": 1.5, "hop_s": 0.75, "clustering": NUISANCE_CLUSTERING}
+        return cls(nuisance=None if path is None else str(path), **{**defaults, **kwargs})
 
     def __post_init__(self) -> None:
         if not (0 < self.hop_s <= self.window_s):
@@ -125,6 +144,7 @@ class OfflineDiarizer(ModelStage[Any]):
         self._weights = None if weights is None else Path(weights).expanduser()
         self._vad = vad
         self._vad_lock = threading.Lock()
+        self._nuisance = load_nuisance(self.config.nuisance, ge2e.EMBEDDING_DIM)
         spec_id = MODEL_ID if self._weights is None else str(self._weights)
         super().__init__(ModelSpec(spec_id, device=device, dtype="float32"), loaded=model)
 
@@ -142,7 +162,10 @@ class OfflineDiarizer(ModelStage[Any]):
         return self.loaded
 
     def options(self) -> dict[str, Any]:
-        return {"backend": BACKEND, **_flat(self.config.to_dict())}
+        out = {"backend": BACKEND, **_flat(self.config.to_dict())}
+        if self.config.nuisance is not None:
+            out["nuisance_sha256"] = directory_digest(Path(self.config.nuisance))
+        return out
 
     def provenance(self) -> Provenance:
         """The weights (the package's version, or the file's content hash) and the settings that
@@ -179,6 +202,8 @@ class OfflineDiarizer(ModelStage[Any]):
             return Diarization((), (), {**backend, "estimated_speakers": 0})
         segments, windows = self._segments(regions)
         embeddings = self.embed(audio, segments, windows)
+        if self._nuisance is not None:
+            embeddings = project_out(embeddings, self._nuisance)
         seg_emb = normalize_rows(np.stack([embeddings[list(s.windows)].mean(axis=0) for s in segments]))
         lo, hi = count.bounds()
         result = cluster_speakers(
@@ -250,6 +275,15 @@ class OfflineDiarizer(ModelStage[Any]):
             idx = order[k : k + bs]
             out[idx] = self.run([mels[i] for i in idx])
         return out
+
+    def embed_spans(self, audio: Audio, spans: Sequence[TimeSpan]) -> np.ndarray:
+        """One embedding per span (the normalised mean of its windows'), e.g. of labelled clips to
+        learn nuisance directions from; no VAD, no projection."""
+        segments, windows = self._segments(spans)
+        emb = self.embed(audio, segments, windows)
+        per_span = [[s for s in segments if s.region == i] for i in range(len(spans))]
+        means = [emb[[w for s in ss for w in s.windows]].mean(axis=0) for ss in per_span]
+        return normalize_rows(np.stack(means))
 
     def preprocess(self, inputs: Any) -> Any:
         """Mel windows (longest first) → one packed batch on the device."""

@@ -19,10 +19,15 @@ def srt_time(t: float) -> str:
     return f"{h:02d}:{m:02d}:{s:02d},{ms:03d}"
 
 
+def srt_text(s: Sentence) -> str:
+    """A cue's text: the sentence, prefixed ``[SPEAKER_00] `` when it has a speaker."""
+    return s.text if s.speaker is None else f"[{s.speaker}] {s.text}"
+
+
 def sentences_srt(sentences: Sequence[Sentence]) -> str:
-    """SubRip subtitles: one numbered block per sentence."""
+    """SubRip subtitles: one numbered block per sentence (with its speaker when diarised)."""
     blocks = [
-        f"{i}\n{srt_time(s.start)} --> {srt_time(s.end)}\n{s.text}\n"
+        f"{i}\n{srt_time(s.start)} --> {srt_time(s.end)}\n{srt_text(s)}\n"
         for i, s in enumerate(sentences, start=1)
     ]
     return "\n".join(blocks)

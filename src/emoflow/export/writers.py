@@ -22,12 +22,24 @@ OUTPUT_FILES = {
     "png": ["timeline.png", "flow.png"],
     "html": ["report.html"],
 }
+# what a diarised result writes besides, per format (diarization.rttm: the standard format every
+# diarisation tool reads, the same turns as result.json's "diarization")
+DIARIZATION_FILES = {"json": ["diarization.rttm"], "csv": ["speakers.csv"]}
 # the folder, in a batch's output root, that its reports share plotly.js from (see save_result)
 SHARED_ASSETS = "_assets"
 
 
-def expected_files(formats: set[str]) -> list[str]:
-    return [f for fmt in formats for f in OUTPUT_FILES[fmt]]
+def expected_files(formats: set[str], diarized: bool = False) -> list[str]:
+    """The files a result saved with ``formats`` has (``diarized``: with the speakers' files)."""
+    extra = DIARIZATION_FILES if diarized else {}
+    return [f for fmt in formats for f in [*OUTPUT_FILES[fmt], *extra.get(fmt, [])]]
+
+
+def all_output_files() -> frozenset[str]:
+    """Every file name a result folder may hold (diarised or not)."""
+    return frozenset(
+        n for table in (OUTPUT_FILES, DIARIZATION_FILES) for names in table.values() for n in names
+    )
 
 
 def parse_formats(formats: str | Iterable[str], *, allow_empty: bool = False) -> list[str]:
@@ -59,7 +71,7 @@ def check_replaceable(directory: str | os.PathLike) -> None:
     d = Path(directory)
     if not d.is_dir():
         return
-    ours = {name for names in OUTPUT_FILES.values() for name in names}
+    ours = all_output_files()
     foreign = sorted(p.name for p in d.iterdir() if p.name not in ours and not is_temporary(p))
     if foreign:
         shown = ", ".join(foreign[:3]) + (", ..." if len(foreign) > 3 else "")
@@ -122,12 +134,16 @@ def write_outputs(
     d = Path(directory)
     if "json" in formats:
         (d / "result.json").write_text(result.to_json(), encoding="utf-8")
+        if result.diarization is not None:
+            (d / "diarization.rttm").write_text(
+                result.diarization.to_rttm(rttm_file_id(result)), encoding="utf-8"
+            )
     if "npz" in formats:
         np.savez_compressed(d / "embeddings.npz", **result.embeddings())  # type: ignore[arg-type]
     if "csv" in formats:
         from emoflow.export.tables import write_tables
 
-        write_tables(result, d / "sentences.csv", d / "timeline.csv")
+        write_tables(result, d / "sentences.csv", d / "timeline.csv", d / "speakers.csv")
     if "srt" in formats:
         (d / "transcript.srt").write_text(
             sentences_srt([s.sentence for s in result.sentences]), encoding="utf-8"
@@ -141,3 +157,9 @@ def write_outputs(
         from emoflow.viz.report import write_report
 
         write_report(result, d / "report.html", plotly_src=plotly_src)
+
+
+def rttm_file_id(result: Result) -> str:
+    """The RTTM file id: the recording's stem (whitespace replaced by ``_``), else ``recording``."""
+    stem = Path(result.source.path).stem if result.source.path else ""
+    return "_".join(stem.split()) or "recording"

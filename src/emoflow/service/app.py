@@ -31,7 +31,7 @@ from fastapi import FastAPI, File, Form, HTTPException, Request, UploadFile
 from fastapi.responses import FileResponse, HTMLResponse, JSONResponse, Response
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from emoflow.export.writers import OUTPUT_FILES
+from emoflow.export.writers import all_output_files
 from emoflow.pipeline import Pipeline
 from emoflow.service.jobs import NoSuchJob, QueueFull, Store
 from emoflow.service.settings import ServiceSettings
@@ -39,7 +39,7 @@ from emoflow.service.uploads import accept_upload
 
 __all__ = ["ServiceSettings", "create_app"]
 
-ALLOWED_FILES = frozenset(f for files in OUTPUT_FILES.values() for f in files)
+ALLOWED_FILES = all_output_files()  # diarised results add diarization.rttm and speakers.csv
 BODY_SLACK = 100_000  # bytes of multipart framing and form fields allowed beyond the upload limit
 NOT_FOUND = "no such analysis"
 

@@ -55,10 +55,12 @@ def run_analysis(
 
 def strip_server_paths(result: Result) -> None:
     """No server-side path reaches a client: the upload's stored path goes, local model
-    directories are named by their folder name only."""
+    directories (also in the diarisation's provenance) are named by their folder name only."""
     result.source = replace(result.source, path=None)
     result.models = _strip(result.models)
     result.settings = _strip(result.settings)
+    if result.diarization is not None:  # its provenance may name a local pyannote pipeline folder
+        result.diarization = replace(result.diarization, backend=_strip(dict(result.diarization.backend)))
 
 
 def _strip(value: Any) -> Any:

@@ -1,5 +1,7 @@
 """What the service may be told: the server's settings (``emoflow serve``) and, per request,
-the few analysis settings that change no model (``top_k``, ``window``, ``hop``, ``timeline``).
+the few analysis settings that load no other model than the server's (``top_k``, ``window``,
+``hop``, ``timeline``) and the diarisation (``diarize``, ``speakers``, ``min_speakers``,
+``max_speakers``, ``diarizer``: the speaker model loads on the first request that asks for it).
 
 Both are checked here and nowhere else: :class:`ServiceSettings` when the server starts
 (:class:`~emoflow.errors.ConfigError`), a request's settings when it is uploaded (422).
@@ -22,7 +24,11 @@ from emoflow.errors import ConfigError
 
 LOOPBACK_HOSTS = ("localhost", "127.0.0.1", "::1")
 WILDCARD_HOSTS = ("0.0.0.0", "::", "")
-REQUEST_SETTINGS = frozenset({"top_k", "window", "hop", "timeline"})
+SPEAKER_COUNTS = ("speakers", "min_speakers", "max_speakers")
+DIARIZATION_SETTINGS = frozenset({"diarize", "diarizer", *SPEAKER_COUNTS})
+REQUEST_SETTINGS = frozenset({"top_k", "window", "hop", "timeline"}) | DIARIZATION_SETTINGS
+# the most speakers a request may ask for (a count the clustering can be asked to find)
+MAX_REQUEST_SPEAKERS = 32
 
 
 @dataclass
@@ -93,9 +99,15 @@ def _machine_names() -> list[str]:
 
 # ---- per request ---------------------------------------------------------------------------
 def parse_request_settings(
-    text: str, base: PipelineConfig, max_duration_s: float | None = None
+    text: str,
+    base: PipelineConfig,
+    max_duration_s: float | None = None,
+    *,
+    allowed: frozenset[str] = REQUEST_SETTINGS,
 ) -> dict[str, Any]:
-    """The per-request settings from their JSON, checked against the server's configuration (422)."""
+    """The per-request settings from their JSON, checked against the server's configuration (422).
+    ``allowed``: the settings this endpoint takes (an endpoint that cannot diarise passes
+    ``REQUEST_SETTINGS - DIARIZATION_SETTINGS``)."""
     try:
         data = json.loads(text, parse_constant=no_constant)
     except RecursionError:
@@ -104,12 +116,12 @@ def parse_request_settings(
         raise HTTPException(422, "settings must be a JSON object (NaN and Infinity are not JSON)") from None
     if not isinstance(data, dict):
         raise HTTPException(422, "settings must be a JSON object")
-    unknown = set(data) - REQUEST_SETTINGS
+    unknown = set(data) - allowed
     if unknown:
         raise HTTPException(
             422,
             f"unsupported settings: {', '.join(sorted(unknown))}; per request: "
-            f"{', '.join(sorted(REQUEST_SETTINGS))} (models are fixed when the server starts)",
+            f"{', '.join(sorted(allowed))} (the other models are fixed when the server starts)",
         )
     try:
         request_config(base, data, max_duration_s)
@@ -137,7 +149,45 @@ def request_config(
     )
     # an explicit limit in the server's configuration (``serve --max-duration``) wins
     max_duration = base.max_duration if base.max_duration is not None else max_duration_s
-    return replace(base, timeline=timeline, top_k=top_k, max_duration=max_duration)
+    return replace(
+        base, timeline=timeline, top_k=top_k, max_duration=max_duration, **_diarization(base, data)
+    )
+
+
+def _diarization(base: PipelineConfig, data: dict[str, Any]) -> dict[str, Any]:
+    """The diarisation fields of the request's configuration: ``diarize`` (default: the
+    server's), the backend, and speaker counts, which replace all of the server's when any is
+    given and need diarisation on. Named as the request names them in every message."""
+    diarize = data.get("diarize", base.diarize)
+    if not isinstance(diarize, bool):
+        raise ConfigError(f"diarize must be true or false, got {diarize!r}")
+    diarizer = data.get("diarizer", base.diarizer)
+    if diarizer not in ("ge2e", "pyannote"):
+        raise ConfigError(f"diarizer must be ge2e or pyannote, got {diarizer!r}")
+    given = {k: data[k] for k in SPEAKER_COUNTS if data.get(k) is not None}
+    for k, v in given.items():
+        if isinstance(v, bool) or not isinstance(v, int) or not 1 <= v <= MAX_REQUEST_SPEAKERS:
+            raise ConfigError(
+                f"{k} must be a whole number from 1 to {MAX_REQUEST_SPEAKERS}, got {v!r}; "
+                "leave it out to estimate the count"
+            )
+    if given and not diarize:
+        raise ConfigError(f"{next(iter(given))} needs diarize: true (speaker counts apply to diarisation)")
+    if given:
+        from emoflow.diarization.base import check_speaker_count
+
+        try:
+            check_speaker_count(given.get("speakers"), given.get("min_speakers"), given.get("max_speakers"))
+        except ConfigError as e:
+            raise ConfigError(str(e).replace("num_speakers", "speakers")) from None
+    counts = (
+        {k: given.get(k) for k in SPEAKER_COUNTS}
+        if given or not diarize
+        else {k: getattr(base, k) for k in SPEAKER_COUNTS}
+    )
+    # the server's diarizer_model names a model of the server's backend: not of another one
+    model = base.diarizer_model if diarizer == base.diarizer else None
+    return {"diarize": diarize, "diarizer": diarizer, "diarizer_model": model, **counts}
 
 
 def _seconds(data: dict[str, Any], key: str, default: float) -> float:

@@ -24,9 +24,29 @@
     });
   });
 
+  // diarised: the speaker filter shows one speaker's sentences (all when its value is empty)
+  const filter = document.getElementById("speaker-filter");
+  const count = document.getElementById("speaker-count");
+  if (filter) {
+    const apply = () => {
+      const who = filter.value;
+      let shown = 0;
+      rows.forEach((r) => {
+        r.hidden = who !== "" && r.dataset.speaker !== who;
+        if (!r.hidden) shown += 1;
+      });
+      if (count) count.textContent = who === "" ? "" : shown + " of " + rows.length + " sentences";
+    };
+    filter.addEventListener("change", apply);
+    apply();
+  }
+
   if (plotted) {
     chart.on("plotly_click", (ev) => {
-      const x = ev.points[0].x;
+      const p = ev.points[0];
+      // a speaker lane's bar carries its start time first in customdata (its x is its length)
+      if (Array.isArray(p.customdata)) { seek(p.customdata[0]); return; }
+      const x = p.x;
       const s = d.sentences.find((s) => x >= s.start && x <= s.end);
       seek(s ? s.start : x);
     });
