@@ -12,11 +12,21 @@ project's own extension.
     z   = TransformerEncoderLayer(z)                         multi-head self-attention across the K labels:
                                                              the correlation module -> correlation-enhanced
                                                              label embeddings
+          (correlation="labels": the same layer runs once per batch over the K label embeddings,
+           L <- TransformerEncoderLayer(L), before they are conditioned on h: one input-independent
+           correlation pattern between the labels, at about the no-correlation ablation's cost)
     logit_k = <h, z_k> / sqrt(d) + b_k                       emotion matching
     softmax (single-label) or sigmoid (multi-label)
 
 Ablations: ``audio-only`` / ``text-only`` (one half of x), ``no-correlation`` (matching
 without the attention layer), ``mlp`` (concatenation + MLP, no label embeddings at all).
+
+What ``correlation="labels"`` is and is not: once trained, its attended label embeddings are
+constants, so it computes exactly what a ``no-correlation`` model with those label embeddings
+computes (tests/integration/test_fusion_correlation_labels.py checks it). The attention couples
+the labels' embeddings while they are learnt (a shared parametrisation, with dropout); it cannot
+make one label's score depend on the evidence for another label in a given input, which only
+``"input"`` can.
 """
 
 from __future__ import annotations
@@ -30,6 +40,7 @@ import torch
 from torch import nn
 
 ABLATIONS = ("full", "audio-only", "text-only", "no-correlation", "mlp")
+CORRELATIONS = ("input", "labels")
 
 
 @dataclass(frozen=True)
@@ -40,6 +51,14 @@ class FusionConfig:
     encoder's width when they start from its embeddings of the label names (768 for
     DistilBERT), else ``d``. None means "decide when the model is built" (from ``label_init``,
     else ``d``); the built model's ``cfg`` always has it set.
+
+    ``correlation`` is what the correlation module attends over: ``"input"``, the K label tokens
+    conditioned on each input (B x K tokens through the attention layer per batch, so about
+    8·K·d² multiply-adds per example, ~K times the encoder's cost), or ``"labels"``, the K label
+    embeddings once per batch (one learned correlation pattern between the labels, independent
+    of the input; per-example cost as the no-correlation ablation). It only matters where there
+    is a correlation module (``full``, ``audio-only``, ``text-only``); ``no-correlation`` and
+    ``mlp`` ignore it. Configs written before this field existed are ``"input"``.
     """
 
     audio_dim: int
@@ -51,12 +70,15 @@ class FusionConfig:
     multi_label: bool = False
     ablation: str = "full"
     label_dim: int | None = None
+    correlation: str = "input"
 
     def __post_init__(self) -> None:
         from emoflow.errors import ConfigError
 
         if self.ablation not in ABLATIONS:
             raise ConfigError(f"unknown ablation {self.ablation!r}; use {', '.join(ABLATIONS)}")
+        if self.correlation not in CORRELATIONS:
+            raise ConfigError(f"unknown correlation {self.correlation!r}; use {', '.join(CORRELATIONS)}")
         for name in ("audio_dim", "text_dim", "d", "heads", "label_dim"):
             v = getattr(self, name)
             if v is not None and (isinstance(v, bool) or not isinstance(v, int) or v < 1):
@@ -84,6 +106,7 @@ class FusionConfig:
             raise ConfigError(f"unknown fusion model settings {unknown}")
         values = dict(d)
         values["labels"] = tuple(str(x) for x in d.get("labels", ()))
+        values.setdefault("correlation", "input")  # the only kind before the field existed
         return cls(**values)
 
 
@@ -154,8 +177,12 @@ class CorrelationAwareFusion(nn.Module):
     def label_embeddings(self, h: torch.Tensor) -> torch.Tensor:
         """Correlation-enhanced label embeddings ``(B, K, d)`` for input representations ``h``."""
         labels = self.label_proj(self.label_emb)  # (K, d)
+        attend = self.correlation
+        if attend is not None and self.cfg.correlation == "labels":
+            labels = attend(labels[None])[0]  # once per batch, whatever B: (K, d)
+            attend = None
         z = self.token_norm(h[:, None, :] * labels[None] + labels[None])
-        return self.correlation(z) if self.correlation is not None else z
+        return attend(z) if attend is not None else z  # "input": B x K tokens through the layer
 
     def forward(self, audio: torch.Tensor, text: torch.Tensor) -> torch.Tensor:
         """Logits ``(B, K)``."""
