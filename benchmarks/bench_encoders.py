@@ -17,6 +17,7 @@ encoder padded to 30 s as transformers' ``WhisperEncoder.forward`` requires, on 
 Features are cached in ``$EMOFLOW_BENCH_CACHE/encoders`` (default ``.cache/bench/encoders``).
 
     python benchmarks/bench_encoders.py [--folds 4] [--threads 1] [--seeds 3] [--only whisper]
+        [--layers all last mean] [--no-speed]
 """
 
 from __future__ import annotations
@@ -34,6 +35,7 @@ import numpy as np
 import torch
 
 from _common import CACHE, SHARED, machine
+from emoflow import config
 from emoflow.fusion.adapters import RAVDESS_EMOTIONS, RAVDESS_MAP, RAVDESS_RE
 from emoflow.fusion.model import FusionConfig
 from emoflow.fusion.train import TrainConfig, evaluate_arrays, predict_arrays, train_model
@@ -48,9 +50,10 @@ LABELS = ("anger", "disgust", "fear", "joy", "neutral", "sadness", "surprise")
 # per-utterance normalisation of each layer's mean did no better (0.63-0.66). The first fold's
 # test actors (13-15) were never seen while choosing; the other folds' test actors were among
 # the inner folds, so their figures may be slightly optimistic.
+# "default": `emoflow train`'s defaults (read from emoflow.config, so the row follows them).
 SETTINGS = {
-    "default": (dict(d=128, dropout=0.2), TrainConfig()),
-    "tuned": (dict(d=128, dropout=0.5), TrainConfig(weight_decay=0.1)),
+    "default": (dict(d=config.FUSION_DIM, dropout=config.FUSION_DROPOUT), TrainConfig()),
+    "tuned": (dict(d=config.FUSION_DIM, dropout=0.5), TrainConfig(weight_decay=0.1)),
 }
 
 
@@ -244,6 +247,9 @@ def main() -> None:
     ap.add_argument("--threads", type=int, default=1)
     ap.add_argument("--only", choices=("whisper", "emotion2vec"), default=None)
     ap.add_argument("--no-speed", action="store_true", help="skip the padded-vs-trimmed timing")
+    ap.add_argument(
+        "--layers", nargs="+", choices=("all", "last", "mean"), default=None, help="Whisper rows to run"
+    )
     args = ap.parse_args()
     torch.set_num_threads(args.threads)
     if not DATA.exists():
@@ -283,6 +289,8 @@ def main() -> None:
     rows = []
     runs = [("audio-only", "default"), ("audio-only", "tuned"), ("mlp", "tuned"), ("logreg", "")]
     for enc, layers, X, rtf in features:
+        if args.layers and enc.startswith("whisper") and layers not in args.layers:
+            continue
         for ablation, settings in runs:
             if settings == "default" and layers != "all":
                 continue
@@ -297,9 +305,11 @@ def main() -> None:
                 )
             name = f"{ablation} ({settings})" if settings else "logistic regression"
             rows.append((enc, layers, name, m, rtf))
+            # the row's full figures as soon as they are known (a run cut short keeps them)
+            figures = ", ".join(f"{k} {m[k][0]:.3f} ± {m[k][1]:.3f}" for k in ("UA", "WA", "macro_f1"))
             print(
-                f"  {enc} {layers} {name}: UA {m['UA'][0]:.3f} ± {m['UA'][1]:.3f} "
-                f"(first fold {m['first'][0]:.3f}; {time.perf_counter() - t:.0f} s)",
+                f"  {enc} {layers} {name}: {figures} (first fold UA {m['first'][0]:.3f}; "
+                f"RTF {rtf:.4f}; {time.perf_counter() - t:.0f} s)",
                 flush=True,
             )
     print()

@@ -20,7 +20,7 @@ from typing import Annotated, Any
 
 import typer
 
-from emoflow.cli import analyze, batch, embeddings, fusion, serve
+from emoflow.cli import analyze, batch, embeddings, fusion, serve, stream
 from emoflow.cli.common import UsageError, err, state
 from emoflow.errors import EmoflowError
 
@@ -45,6 +45,7 @@ app.command("train-embeddings")(embeddings.train_embeddings)
 app.command()(analyze.analyze)
 app.command()(batch.batch)
 app.command()(serve.serve)
+app.command()(stream.stream)
 app.command()(fusion.features)
 app.command()(fusion.train)
 app.command()(fusion.evaluate)

@@ -13,6 +13,8 @@ from emoflow import config as cfg
 from emoflow.cli.common import err, loads_models
 from emoflow.cli.options import pipeline_config, with_options
 
+# the classifier's dropout and correlation kind (FusionConfig's defaults), until config.py names them
+
 dataset_app = typer.Typer(
     help="Training manifests from emotion datasets.", no_args_is_help=True, rich_markup_mode=None
 )
@@ -50,6 +52,7 @@ def dataset_build(
 @loads_models
 @with_options(
     "audio_model",
+    "audio_layers",
     "text_model",
     "encoder_model",
     "embedding",
@@ -58,7 +61,9 @@ def dataset_build(
     "device",
     "offline",
     help={
-        "audio_model": "emotion2vec model.",
+        "audio_model": "Voice model whose embeddings are the audio features: emotion2vec, a "
+        "transformers SER classifier (wav2vec2/HuBERT/WavLM/data2vec-audio; its pooled head input) "
+        "or a bare encoder of those types or any Whisper (hidden states: see --audio-layers).",
         "text_model": "Text emotion classifier.",
         "encoder_model": "Sequence encoder.",
         "embedding": "cls, layers or word2vec:PATH.",
@@ -98,8 +103,19 @@ def train(
     cache: Annotated[Path, typer.Option(help="Feature cache made by `emoflow features`.")],
     out: Annotated[Path, typer.Option(help="Model directory to write.")],
     ablation: Annotated[
-        str, typer.Option(help="full, audio-only, text-only, no-correlation or mlp.")
+        str,
+        typer.Option(
+            help="full, audio-only, text-only, no-correlation or mlp. An audio-only model also "
+            "gives voice scores to a voice encoder without its own (analyze --fusion-model)."
+        ),
     ] = cfg.FUSION_ABLATION,
+    correlation: Annotated[
+        str,
+        typer.Option(
+            help="What the correlation module attends over: input (the label tokens conditioned on "
+            "each example) or labels (the label embeddings once per batch: cheaper)."
+        ),
+    ] = cfg.FUSION_CORRELATION,
     labels: Annotated[
         str | None, typer.Option(help="Comma-separated candidate emotions (default: those used).")
     ] = None,
@@ -107,36 +123,67 @@ def train(
         bool | None,
         typer.Option("--multi-label/--single-label", help="Default: multi-label if any row has several."),
     ] = None,
+    folds: Annotated[
+        int | None,
+        typer.Option(
+            help="Speaker-independent cross-validation in K folds by the manifest's speaker column, "
+            "over every row outside the test split: per-fold and mean ± sd UA/WA/macro-F1, written "
+            "to OUT/cv_metrics.json. The saved model is then trained on all those rows.",
+            min=2,
+        ),
+    ] = None,
     epochs: Annotated[int, typer.Option(help="Maximum epochs.")] = cfg.TrainConfig.epochs,
     patience: Annotated[
         int, typer.Option(help="Early-stopping patience (epochs).")
     ] = cfg.TrainConfig.patience,
     lr: Annotated[float, typer.Option(help="AdamW learning rate.")] = cfg.TrainConfig.lr,
+    weight_decay: Annotated[
+        float, typer.Option(help="AdamW weight decay.", min=0.0)
+    ] = cfg.TrainConfig.weight_decay,
+    dropout: Annotated[
+        float, typer.Option(help="Dropout of the classifier, in [0, 1).")
+    ] = cfg.FUSION_DROPOUT,
     dim: Annotated[int, typer.Option(help="Hidden size d.")] = cfg.FUSION_DIM,
     seed: Annotated[int, typer.Option(help="Random seed.")] = cfg.TrainConfig.seed,
 ) -> None:
     """Train the correlation-aware fusion classifier on cached features."""
     from rich.progress import Progress
 
+    from emoflow.cli.common import UsageError, usage_errors
     from emoflow.config import TrainConfig
+    from emoflow.fusion.folds import format_summary
     from emoflow.fusion.workflow import train_from_manifest
 
-    tc = TrainConfig(epochs=epochs, patience=patience, lr=lr, seed=seed)
+    if not 0 <= dropout < 1:
+        raise UsageError(f"--dropout must be in [0, 1), got {dropout}")
+    tc = TrainConfig(epochs=epochs, patience=patience, lr=lr, weight_decay=weight_decay, seed=seed)
     with Progress(console=err) as progress:
         task = progress.add_task("training", total=epochs)
-        metrics = train_from_manifest(
-            manifest,
-            cache,
-            out,
-            labels=labels.split(",") if labels else None,
-            ablation=ablation,
-            multi_label=multi_label,
-            d=dim,
-            train_cfg=tc,
-            progress=lambda e, loss, f1: progress.update(
-                task, completed=e + 1, description=f"epoch {e + 1} loss {loss:.3f} val F1 {f1:.3f}"
-            ),
-        )
+
+        def on_epoch(e: int, loss: float, f1: float, what: str = "") -> None:
+            progress.update(
+                task, completed=e + 1, description=f"{what}epoch {e + 1} loss {loss:.3f} val F1 {f1:.3f}"
+            )
+
+        with usage_errors():  # --folds beyond the manifest's speakers: a usage error
+            metrics = train_from_manifest(
+                manifest,
+                cache,
+                out,
+                labels=labels.split(",") if labels else None,
+                ablation=ablation,
+                multi_label=multi_label,
+                d=dim,
+                dropout=dropout,
+                train_cfg=tc,
+                folds=folds,
+                correlation=correlation,
+                progress=lambda e, loss, f1: on_epoch(e, loss, f1, "all rows: " if folds else ""),
+                fold_progress=lambda k, e, loss, f1: on_epoch(e, loss, f1, f"fold {k + 1}/{folds}: "),
+            )
+    if "cv" in metrics:
+        for line in format_summary(metrics["cv"]):
+            err.print(line, markup=False)
     test = metrics.get("test")
     summary = ", ".join(
         f"{k} {test[k]:.3f}" for k in ("WA", "UA", "macro_f1", "micro_f1") if test and k in test
@@ -146,6 +193,8 @@ def train(
         f"saved {out} (best epoch {metrics['best_epoch']}, "
         + (f"val macro-F1 {val:.3f})" if val is not None else "no validation rows)")
         + (f"; test: {summary}" if summary else "")
+        + (f"; folds: {out / 'cv_metrics.json'}" if "cv" in metrics else ""),
+        markup=False,
     )
 
 

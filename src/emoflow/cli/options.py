@@ -304,7 +304,7 @@ def pipeline_config(options: Mapping[str, Any]) -> cfg.PipelineConfig:
                 top[head] = option.config_value(value)
         for head, settings in stages.items():
             top[head] = _field(head).default_factory(**settings)
-        config = cfg.PipelineConfig(**top)
+        config = _fusion_layers(cfg.PipelineConfig(**top))
         if config.audio_layers != cfg.DEFAULT_AUDIO_LAYERS:
             # layers the voice model does not have: a usage error now, before any weights load
             # (a model emoflow cannot read is a ModelError, exit 4, raised through)
@@ -313,3 +313,24 @@ def pipeline_config(options: Mapping[str, Any]) -> cfg.PipelineConfig:
 
             inspect_audio_model(model_spec(config, config.audio_model), config.audio_layers)
         return config
+
+
+def _fusion_layers(config: cfg.PipelineConfig) -> cfg.PipelineConfig:
+    """With ``--fusion-model`` and the default ``--audio-layers``: the layers the fusion model's
+    features were made with, when it was trained on the same voice model (so ``analyze
+    --audio-model X --fusion-model M`` just works; other mismatches are refused as before)."""
+    if not config.fusion_model or config.audio_layers != cfg.DEFAULT_AUDIO_LAYERS:
+        return config
+    import json
+    from dataclasses import replace
+    from pathlib import Path
+
+    try:
+        meta = json.loads((Path(config.fusion_model) / "config.json").read_text(encoding="utf-8"))
+        audio = meta["features"]["audio_model"]
+        trained_on, layers = str(audio["id"]), audio.get("options", {}).get("layers")
+    except (OSError, ValueError, KeyError, TypeError):
+        return config  # not readable here: the fusion model's loader says what is wrong
+    if trained_on != config.audio_model or not isinstance(layers, str) or layers in ("head", "last"):
+        return config
+    return replace(config, audio_layers=layers)

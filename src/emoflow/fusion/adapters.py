@@ -1,18 +1,26 @@
 """Adapters that build manifests from the layouts of the standard emotion datasets users have
 locally (RAVDESS, CREMA-D, IEMOCAP, MELD), mapping each dataset's labels to the candidate list
 (:data:`~emoflow.fusion.manifest.CANDIDATES`; ``excited`` → joy for IEMOCAP's usual 4 classes).
+
+Each dataset's file *names* are what identify its clips; the audio may be in any format emoflow
+reads (corpora are often converted, e.g. to FLAC): ``03-01-05-02-01-01-13.flac`` is as good as
+the distributed ``.wav``. When one clip is there in several formats (a converted copy beside the
+original), it is listed once, lossless formats first (:data:`FORMAT_PREFERENCE`).
 """
 
 from __future__ import annotations
 
 import csv
+import logging
 import os
 import re
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from pathlib import Path
 
 from emoflow.errors import InputError
 from emoflow.fusion.manifest import CANDIDATES, ManifestRow, speaker_split
+
+log = logging.getLogger(__name__)
 
 RAVDESS_EMOTIONS = {
     "01": "neutral",
@@ -63,14 +71,78 @@ RAVDESS_RE = re.compile(r"^(\d\d)-(\d\d)-(\d\d)-(\d\d)-(\d\d)-(\d\d)-(\d\d)$")
 CREMAD_RE = re.compile(r"^(\d{4})_([A-Z]{3})_([A-Z]{3})_([A-Z]{2})$")
 IEMOCAP_LINE = re.compile(r"^\[(\d+\.\d+) - (\d+\.\d+)\]\t(\S+)\t(\w+)\t")
 IEMOCAP_TEXT = re.compile(r"^(\S+) \[[\d.]+-[\d.]+\]: (.*)$")
+# which copy of a clip found in several formats is listed: lossless first, then by this order
+FORMAT_PREFERENCE = (".wav", ".flac", ".aiff", ".aif", ".ogg", ".opus", ".mp3", ".m4a", ".aac")
 
 
-def find_files(root: str | os.PathLike, *, suffix: str | None = None, name: str | None = None) -> list[Path]:
-    """Files under ``root`` (sorted) whose name ends with ``suffix`` (any case) or equals ``name``.
+def audio_extensions() -> frozenset[str]:
+    """The file extensions emoflow reads audio from (lower case, with the dot)."""
+    from emoflow.batch.planning import AUDIO_EXTENSIONS
+
+    return frozenset(AUDIO_EXTENSIONS)
+
+
+def _preference(p: Path) -> tuple[int, str]:
+    ext = p.suffix.lower()
+    return (FORMAT_PREFERENCE.index(ext) if ext in FORMAT_PREFERENCE else len(FORMAT_PREFERENCE), str(p))
+
+
+def find_audio(root: str | os.PathLike) -> list[Path]:
+    """Audio files under ``root`` (sorted), in any format emoflow reads."""
+    exts = audio_extensions()
+    return [p for p in find_files(root, suffixes=exts) if p.suffix.lower() in exts]
+
+
+def one_per_clip(files: Iterable[tuple[object, Path]], dataset: str) -> list[Path]:
+    """One file per clip identity: the first of its copies in ``files`` (give them in order of
+    preference); says how many copies it skipped."""
+    best: dict[object, Path] = {}
+    skipped = 0
+    for key, p in files:
+        if key in best:
+            skipped += 1
+        else:
+            best[key] = p
+    if skipped:
+        log.warning(
+            "%s: skipped %d more copies of clips (other formats or folders): each clip is "
+            "listed once, in the first format of %s",
+            dataset,
+            skipped,
+            ", ".join(FORMAT_PREFERENCE[:3]),
+        )
+    return list(best.values())
+
+
+def audio_named(folder: Path, stem: str, default_ext: str) -> Path:
+    """``folder/stem`` in whichever format emoflow reads is there (the preferred one when
+    several are), else ``folder/stem + default_ext`` (reported missing when features are made)."""
+    exts = audio_extensions()
+    try:
+        found = [p for p in folder.glob(f"{glob_escape(stem)}.*") if p.suffix.lower() in exts]
+    except OSError:
+        found = []
+    return min(found, key=_preference) if found else folder / f"{stem}{default_ext}"
+
+
+def glob_escape(text: str) -> str:
+    return re.sub(r"([*?\[])", r"[\1]", text)
+
+
+def find_files(
+    root: str | os.PathLike,
+    *,
+    suffix: str | None = None,
+    name: str | None = None,
+    suffixes: Iterable[str] = (),
+) -> list[Path]:
+    """Files under ``root`` (sorted) whose name ends with ``suffix`` or one of ``suffixes``
+    (any case) or equals ``name``.
 
     Symlinked folders are followed (datasets are often assembled from links), each real folder
     once: a link back to an ancestor, or two links to one folder, cannot list a file twice or loop.
     """
+    ends = tuple(x.lower() for x in (*([suffix] if suffix is not None else []), *suffixes))
     seen: set[tuple[int, int]] = set()
     found: list[Path] = []
     for dirpath, dirnames, filenames in os.walk(os.fspath(root), followlinks=True):
@@ -85,22 +157,31 @@ def find_files(root: str | os.PathLike, *, suffix: str | None = None, name: str 
         seen.add((st.st_dev, st.st_ino))
         dirnames.sort()  # walk in a stable order, so the first path to a linked folder is stable
         for f in filenames:
-            if (suffix is not None and f.lower().endswith(suffix.lower())) or f == name:
+            if (ends and f.lower().endswith(ends)) or f == name:
                 found.append(Path(dirpath) / f)
     return sorted(found)
 
 
 def build_ravdess(root: str | os.PathLike) -> list[ManifestRow]:
-    """RAVDESS speech audio: ``Actor_XX/03-01-EE-II-SS-RR-AA.wav`` (modality 03 = audio only,
-    channel 01 = speech). ``calm`` maps to neutral."""
-    rows = []
-    for p in find_files(root, suffix=".wav"):
+    """RAVDESS speech: ``Actor_XX/03-01-EE-II-SS-RR-AA.wav`` (modality 03 = audio only, channel
+    01 = speech), in any audio format emoflow reads; the full-AV videos (modality 01, ``.mp4``)
+    are read too when a performance has no audio-only file, video-only ones (02) never.
+    ``calm`` maps to neutral."""
+    clips = []
+    for p in find_audio(root):
         m = RAVDESS_RE.match(p.stem)
-        if not m or m.group(2) != "01":  # vocal channel 02 is song
+        if not m or m.group(1) not in ("01", "03") or m.group(2) != "01":  # channel 02 is song
             continue
-        emotion = RAVDESS_EMOTIONS.get(m.group(3))
-        if emotion is None:
+        if m.group(3) not in RAVDESS_EMOTIONS:
             continue
+        # one performance: emotion, intensity, statement, repetition, actor (audio-only first)
+        clips.append((m.groups()[2:], p, m.group(1) != "03"))
+    clips.sort(key=lambda c: (c[2], _preference(c[1])))
+    rows = []
+    for p in sorted(one_per_clip([(key, p) for key, p, _ in clips], "RAVDESS")):
+        m = RAVDESS_RE.match(p.stem)
+        assert m is not None
+        emotion = RAVDESS_EMOTIONS[m.group(3)]
         rows.append(
             ManifestRow(
                 str(p),
@@ -114,9 +195,12 @@ def build_ravdess(root: str | os.PathLike) -> list[ManifestRow]:
 
 
 def build_cremad(root: str | os.PathLike) -> list[ManifestRow]:
-    """CREMA-D: ``AudioWAV/1001_DFA_ANG_XX.wav`` (actor, sentence, emotion, level)."""
+    """CREMA-D: ``AudioWAV/1001_DFA_ANG_XX.wav`` (actor, sentence, emotion, level), in any
+    audio format emoflow reads (``AudioMP3/`` too; one file per clip, lossless first)."""
+    clips = [(p.stem, p) for p in find_audio(root) if CREMAD_RE.match(p.stem)]
+    clips.sort(key=lambda c: _preference(c[1]))
     rows = []
-    for p in find_files(root, suffix=".wav"):
+    for p in sorted(one_per_clip(clips, "CREMA-D")):
         m = CREMAD_RE.match(p.stem)
         if not m or m.group(3) not in CREMAD_MAP:
             continue
@@ -133,8 +217,9 @@ def build_cremad(root: str | os.PathLike) -> list[ManifestRow]:
 
 def build_iemocap(root: str | os.PathLike) -> list[ManifestRow]:
     """IEMOCAP: ``SessionN/dialog/EmoEvaluation/*.txt`` labels, ``SessionN/sentences/wav/<dialog>/<utt>.wav``
-    audio, ``SessionN/dialog/transcriptions/<dialog>.txt`` text. The usual 4 classes (neutral,
-    happy+excited → joy, anger, sadness); other labels are skipped. Session 5 is the test split."""
+    audio (or ``<utt>`` in another format emoflow reads), ``SessionN/dialog/transcriptions/<dialog>.txt``
+    text. The usual 4 classes (neutral, happy+excited → joy, anger, sadness); other labels are
+    skipped. Session 5 is the test split."""
     rows = []
     for session in sorted(Path(root).glob("Session*")):
         texts: dict[str, str] = {}
@@ -150,7 +235,7 @@ def build_iemocap(root: str | os.PathLike) -> list[ManifestRow]:
                     continue
                 utt = m.group(3)
                 dialog = utt.rsplit("_", 1)[0]
-                wav = session / "sentences" / "wav" / dialog / f"{utt}.wav"
+                wav = audio_named(session / "sentences" / "wav" / dialog, utt, ".wav")
                 speaker = utt[:5] + utt.rsplit("_", 1)[1][0]  # e.g. Ses01F
                 rows.append(
                     ManifestRow(
@@ -166,7 +251,8 @@ def build_iemocap(root: str | os.PathLike) -> list[ManifestRow]:
 
 def build_meld(root: str | os.PathLike) -> list[ManifestRow]:
     """MELD.Raw: ``{train,dev,test}_sent_emo.csv`` plus the clips (``train_splits/``,
-    ``dev_splits_complete/``, ``output_repeated_splits_test/``; ``dia{D}_utt{U}.mp4``).
+    ``dev_splits_complete/``, ``output_repeated_splits_test/``; ``dia{D}_utt{U}.mp4``, or that
+    name in another format emoflow reads, e.g. audio extracted to ``.wav``).
     Note: the default text classifier was trained on MELD — do not evaluate its text branch here."""
     root = Path(root)
     splits = {
@@ -184,7 +270,7 @@ def build_meld(root: str | os.PathLike) -> list[ManifestRow]:
                 emotion = (r.get("Emotion") or "").strip().lower()
                 if emotion not in MELD_MAP:
                     continue
-                clip = root / clip_dir / f"dia{r['Dialogue_ID']}_utt{r['Utterance_ID']}.mp4"
+                clip = audio_named(root / clip_dir, f"dia{r['Dialogue_ID']}_utt{r['Utterance_ID']}", ".mp4")
                 rows.append(
                     ManifestRow(
                         str(clip),

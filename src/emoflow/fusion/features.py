@@ -1,8 +1,9 @@
 """Feature extraction for the fusion classifier, cached so retraining never re-runs the big models.
 
-Per manifest row: the emotion2vec embedding of the row's audio (or its ``start``-``end``
-segment) and the distributional embedding of the emotion sequence of its text (the
-row's ``text``, or ASR of the segment when absent) — exactly the per-sentence features
+Per manifest row: the voice model's embedding of the row's audio (or its ``start``-``end``
+segment; emotion2vec, or a transformers encoder's hidden states chosen by ``--audio-layers``)
+and the distributional embedding of the emotion sequence of its text (the row's ``text``, or
+ASR of the segment when absent) — exactly the per-sentence features
 ``emoflow analyze`` fuses. Each row's features are stored as one ``.npz`` under
 ``CACHE/items/``, named by a hash of (file path, size, mtime, segment, text, model ids
 and revisions, settings): a changed file or setting is extracted again, an unchanged

@@ -230,6 +230,9 @@ def create_app(pipeline: Pipeline, settings: ServiceSettings) -> FastAPI:
             raise HTTPException(404, "no such file")
         return FileResponse(path, filename=name if not name.endswith(".html") else None)
 
+    from emoflow.service.stream import register_stream
+
+    register_stream(app, pipeline, settings)  # /v1/stream (WebSocket) and the /live page
     return app
 
 

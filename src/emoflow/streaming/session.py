@@ -1,0 +1,400 @@
+"""A live analysis: :class:`StreamSession` takes audio chunks of any size, in order, and gives
+typed events (:mod:`emoflow.streaming.events`) as soon as their audio is complete.
+
+* windows: the same grid as ``analyze``'s timeline (:func:`~emoflow.inference.window_spans`),
+  each window through the audio encoder on its own (``exact``) once its last sample arrived;
+  the final, shorter windows when the stream ends. So the ``window`` events equal the offline
+  ``exact`` timeline of the same recording.
+* sentences: the stream's VAD (:class:`~emoflow.streaming.vad.Endpointer`) closes a speech
+  region after ``end_silence_s`` of silence; the region goes through the pipeline's stages
+  (:func:`~emoflow.streaming.segments.analyse_segment`).
+* the end: the whole :class:`~emoflow.results.Result`, assembled by ``stage_assemble``.
+
+Audio is never dropped: ``feed`` does the work its audio completes before returning (a caller
+that receives audio meanwhile queues it: the events come late, in order, with their lag).
+Memory: the recording itself (16 kHz float32, 64 kB per second, in the same growable buffer as
+:func:`~emoflow.audio.io.load_audio`: the same bound as ``analyze``, which holds the decoded
+recording too, and the final result carries it), the window embeddings, and Silero's
+probabilities of the open speech region.
+"""
+
+from __future__ import annotations
+
+import time
+from collections import deque
+from concurrent.futures import Future, ThreadPoolExecutor
+from dataclasses import replace
+
+import numpy as np
+
+from emoflow.audio.io import TARGET_RATE, Audio, _Buffer, _check_block
+from emoflow.errors import AudioError, ConfigError
+from emoflow.inference.windows import cut_bounds, window_spans
+from emoflow.pipeline import MIN_SAMPLES, Pipeline
+from emoflow.results import SourceInfo
+from emoflow.streaming.events import EndEvent, Event, SentenceEvent, WindowEvent
+from emoflow.streaming.segments import KnownRegions, SegmentResult, analyse_segment, joined_transcript
+from emoflow.streaming.vad import Endpointer, Segment
+from emoflow.types import AudioEmotion, EmotionScores, Timeline, TimeSpan, seconds_to_samples
+from emoflow.work import Work
+
+SEGMENT_PAD_S = 0.3  # audio kept around a speech segment for the recogniser
+
+
+class StreamSession:
+    """``feed(chunk)`` → events; ``finish()`` → the last events, ending with ``end``.
+
+    ``chunk``: float samples (or integers, scaled like files), ``(frames,)`` or ``(frames,
+    channels)`` at ``sample_rate`` (downmixed and resampled to 16 kHz exactly as files are).
+    ``end_silence_s``: silence that closes a speech region; ``max_segment_s``: a region
+    longer than this is cut (default: the ASR's ``max_segment_s``). ``max_duration``: the
+    pipeline's limit applies to the stream (over it: :class:`AudioError`). ``background``:
+    speech regions go through the recogniser in a thread of their own, so windows are not held
+    up by it; their events come from a later ``feed``, :meth:`poll` or :meth:`finish`.
+    ``asr_context_s``: audio before a region that the recogniser hears again as context (of the
+    regions ``analyze`` would decode with it): more context, text closer to ``analyze``'s;
+    less, a faster sentence.
+    """
+
+    def __init__(
+        self,
+        pipeline: Pipeline,
+        sample_rate: int = TARGET_RATE,
+        *,
+        channels: int = 1,
+        end_silence_s: float = 0.6,
+        max_segment_s: float | None = None,
+        name: str = "stream",
+        background: bool = False,
+        asr_context_s: float = 8.0,
+    ) -> None:
+        import soxr
+
+        if not isinstance(sample_rate, int) or not 8000 <= sample_rate <= 384_000:
+            raise ConfigError(
+                f"sample rate must be a whole number from 8000 to 384000 Hz, got {sample_rate!r}"
+            )
+        if not isinstance(channels, int) or not 1 <= channels <= 32:
+            raise ConfigError(f"channels must be a whole number from 1 to 32, got {channels!r}")
+        if not 0.1 <= end_silence_s <= 10:
+            raise ConfigError(f"end_silence_s must be between 0.1 and 10 s, got {end_silence_s}")
+        c = pipeline.config
+        self.config = replace(c, diarize=False)  # speakers are not attributed live (yet)
+        self._known = KnownRegions()
+        p = pipeline if not c.diarize else pipeline.derive(self.config)
+        # the same models as ``pipeline``; Silero regions come from the stream's own VAD
+        self.pipeline = Pipeline(
+            self.config,
+            vad=self._known,
+            transcriber=p.transcriber,
+            audio_encoder=p.audio_encoder,
+            text_classifier=p.text_classifier,
+            sequence_embedder=p.sequence_embedder,
+            fusion=p.fusion,
+        )
+        self.encoder = self.pipeline.audio_encoder
+        self.name, self.sample_rate, self.channels = name, sample_rate, channels
+        self.asr_context_s = asr_context_s
+        self.timeline_config = self.config.timeline
+        self._resampler = (
+            soxr.ResampleStream(sample_rate, TARGET_RATE, 1, dtype="float32", quality="HQ")
+            if sample_rate != TARGET_RATE
+            else None
+        )
+        self._audio = _Buffer(TARGET_RATE * 60)
+        self._vad = Endpointer(end_silence_s, max_segment_s or self.config.asr.max_segment_s)
+        self._windows: list[WindowEvent] = []
+        self._segments: list[SegmentResult] = []
+        self._sentences = 0
+        self._pending: deque[tuple[TimeSpan, float, Future[SegmentResult]]] = deque()
+        self._worker = ThreadPoolExecutor(1, thread_name_prefix="emoflow-stream") if background else None
+        self._segments_end = 0  # samples given to the recogniser so far
+        self._group: list[TimeSpan] = []  # the speech regions of the recogniser's context
+        self._group_from = 0  # the first sample of that context
+        self._utt_sum = np.zeros(0)
+        self._utt_n = 0
+        self._utt_done = 0  # samples already pooled into the utterance
+        self.timings: dict[str, float] = {}
+        self.lags: dict[str, list[float]] = {"window": [], "sentence": []}
+        self.finished = False
+        self._t0 = time.monotonic()
+
+    # ---- state --------------------------------------------------------------------------
+    @property
+    def samples(self) -> int:
+        """Samples received so far (16 kHz)."""
+        return self._audio.n
+
+    @property
+    def duration(self) -> float:
+        return self._audio.n / TARGET_RATE
+
+    @property
+    def lag_s(self) -> float:
+        """The lag of the latest event (seconds from its audio's arrival to the event)."""
+        last = [v[-1] for v in self.lags.values() if v]
+        return max(last) if last else 0.0
+
+    # ---- audio in -----------------------------------------------------------------------
+    def feed(self, chunk: np.ndarray, arrived: float | None = None) -> list[Event]:
+        """Add ``chunk`` (the next samples of the stream) and return the events it completes.
+        ``arrived``: when the chunk arrived (``time.monotonic()``; default: now), for the lag."""
+        if self.finished:
+            raise ConfigError("the stream has ended; start a new session")
+        arrived = time.monotonic() if arrived is None else arrived
+        mono = self._mono(chunk)
+        if self._resampler is not None:
+            mono = self._resampler.resample_chunk(mono)
+        return self._add(mono, arrived)
+
+    def finish(self, arrived: float | None = None) -> list[Event]:
+        """The stream ended: the last windows, the open speech region, then ``end``."""
+        if self.finished:
+            return []
+        arrived = time.monotonic() if arrived is None else arrived
+        events: list[Event] = []
+        if self._resampler is not None:
+            events += self._add(self._resampler.resample_chunk(np.zeros(0, np.float32), last=True), arrived)
+        self.finished = True
+        n = self._audio.n
+        if n < MIN_SAMPLES:
+            raise AudioError(
+                f"{self.name}: the stream is only {n} samples ({n / TARGET_RATE * 1000:.1f} ms) long; "
+                f"the analysis needs at least {MIN_SAMPLES / TARGET_RATE * 1000:.0f} ms"
+            )
+        events += self._sentences_of(self._vad.finish(), arrived)
+        events += self.poll(wait=True)
+        if self._worker is not None:
+            self._worker.shutdown(wait=True)
+        spans = window_spans(self.duration, self.timeline_config.window_s, self.timeline_config.hop_s)
+        done = [w.span for w in self._windows]
+        if spans[: len(done)] != done:  # the grid is one: a mismatch is a bug, never silent
+            raise RuntimeError("live windows differ from the offline grid")
+        events += self._embed_windows(spans[len(done) :], arrived)
+        events.append(self._end(arrived))
+        return events
+
+    def close(self) -> None:
+        """Stop without an ``end`` (the client went away): the background recogniser stops."""
+        self.finished = True
+        if self._worker is not None:
+            self._worker.shutdown(wait=False, cancel_futures=True)
+
+    def _mono(self, chunk: np.ndarray) -> np.ndarray:
+        a = np.asarray(chunk)
+        if np.issubdtype(a.dtype, np.integer):
+            a = a.astype(np.float32) / float(np.iinfo(a.dtype).max)
+        elif not np.issubdtype(a.dtype, np.floating):
+            raise AudioError(f"{self.name}: audio must be numeric samples, got dtype {a.dtype}")
+        if a.ndim == 1 and self.channels > 1:
+            if len(a) % self.channels:
+                raise AudioError(
+                    f"{self.name}: {len(a)} samples is not a whole number of {self.channels}-channel frames"
+                )
+            a = a.reshape(-1, self.channels)
+        if a.ndim == 2:
+            if a.shape[1] != self.channels:
+                raise AudioError(f"{self.name}: chunk has {a.shape[1]} channels, the stream {self.channels}")
+            a = a.mean(axis=1, dtype=np.float32)
+        elif a.ndim != 1:
+            raise AudioError(f"{self.name}: a chunk is (frames,) or (frames, channels), got shape {a.shape}")
+        a = a.astype(np.float32, copy=False)
+        _check_block(a, self.name)
+        return a
+
+    def _add(self, mono: np.ndarray, arrived: float) -> list[Event]:
+        limit = self.config.max_duration
+        if limit is not None and (self._audio.n + len(mono)) / TARGET_RATE > limit:
+            raise AudioError(
+                f"{self.name}: the stream is longer than the limit of {limit:g} s; start a new one"
+            )
+        if not len(mono):
+            return []
+        self._audio.append(mono)
+        events: list[Event] = self._embed_windows(self._complete_windows(), arrived)
+        events += self._sentences_of(self._vad.feed(mono), arrived)
+        self._pool_utterance(final=False)
+        return events
+
+    # ---- windows ------------------------------------------------------------------------
+    def _complete_windows(self) -> list[TimeSpan]:
+        """Full windows whose last sample has arrived (the grid of ``window_spans``)."""
+        c, now = self.timeline_config, self.duration
+        out: list[TimeSpan] = []
+        k = len(self._windows)
+        while True:
+            start = round(k * c.hop_s, 6)
+            end = round(start + c.window_s, 6)
+            if end > now:
+                return out
+            out.append(TimeSpan(start, end))
+            k += 1
+
+    def _slice(self, span: TimeSpan) -> np.ndarray:
+        a = seconds_to_samples(span.start, TARGET_RATE)
+        b = min(self._audio.n, seconds_to_samples(span.end, TARGET_RATE))
+        return self._audio.data[a : max(a, b)].copy()
+
+    def _embed_windows(self, spans: list[TimeSpan], arrived: float) -> list[Event]:
+        if not spans:
+            return []
+        t0 = time.perf_counter()
+        emb, scores = self.encoder.embed([self._slice(s) for s in spans])  # type: ignore[attr-defined]
+        self._time("audio_emotion", t0)
+        labels = self.encoder.labels
+        now = time.monotonic()
+        out: list[Event] = []
+        for span, e, sc in zip(spans, emb, scores, strict=True):
+            ev = WindowEvent(
+                len(self._windows), span, EmotionScores(labels, tuple(float(x) for x in sc)), e, now - arrived
+            )
+            self._windows.append(ev)
+            self.lags["window"].append(ev.lag_s)
+            out.append(ev)
+        return out
+
+    # ---- sentences ----------------------------------------------------------------------
+    def _sentences_of(self, segments: list[Segment], arrived: float) -> list[Event]:
+        for seg in segments:
+            span = seg.span
+            new_from = max(self._segments_end, seconds_to_samples(span.start - SEGMENT_PAD_S, TARGET_RATE))
+            b = min(self._audio.n, seconds_to_samples(span.end + SEGMENT_PAD_S, TARGET_RATE))
+            self._segments_end = b
+            if b - new_from < MIN_SAMPLES:
+                continue
+            # the recogniser's context, grouped as ``analyze`` groups regions into pieces
+            asr = self.config.asr
+            g = self._group
+            if g and span.start - g[-1].end < asr.max_gap_s and span.end - g[0].start <= asr.max_segment_s:
+                g.extend(seg.regions)
+            else:
+                self._group = g = list(seg.regions)
+                self._group_from = new_from
+            a = max(self._group_from, new_from - round(self.asr_context_s * TARGET_RATE))
+            job = (self.pipeline, self._known, self._audio.data[a:b].copy(), a / TARGET_RATE, list(g))
+            if self._worker is None:
+                self._pending.append((span, arrived, _done(analyse_segment(*job, 0, new_from / TARGET_RATE))))
+            else:  # the recogniser runs beside the windows: they are not held up by it
+                self._pending.append(
+                    (span, arrived, self._worker.submit(analyse_segment, *job, 0, new_from / TARGET_RATE))
+                )
+        return self.poll()
+
+    def poll(self, wait: bool = False) -> list[Event]:
+        """Sentence events finished by the background recogniser (``background=True``), in
+        order; ``wait``: wait for all of them."""
+        out: list[Event] = []
+        while self._pending and (wait or self._pending[0][2].done()):
+            span, arrived, fut = self._pending.popleft()
+            part = fut.result()
+            part.rows = [
+                replace(r, sentence=replace(r.sentence, index=self._sentences + i))
+                for i, r in enumerate(part.rows)
+            ]
+            for k, v in part.timings.items():
+                self.timings[k] = self.timings.get(k, 0.0) + v
+            self._segments.append(part)
+            self._sentences += len(part.rows)
+            if part.rows:
+                ev = SentenceEvent(span, tuple(part.rows), time.monotonic() - arrived)
+                self.lags["sentence"].append(ev.lag_s)
+                out.append(ev)
+        return out
+
+    # ---- the recording's voice: frames pooled piece by piece --------------------------------
+    def _pool_utterance(self, final: bool) -> AudioEmotion | None:
+        """The utterance as ``analyze`` computes it: the mean of all frames of pieces of at most
+        ``max_input_s``. A piece is pooled once two pieces' worth of audio followed it, and the
+        rest is cut into equal pieces at the end: identical to ``analyze`` up to twice
+        ``max_input_s`` (60 s for emotion2vec), pieces cut elsewhere beyond."""
+        inf = getattr(self.encoder, "inference", None)
+        if inf is None:  # an encoder without the Inference split: the whole recording at the end
+            return self.encoder.utterance(Audio(self._audio.data[: self._audio.n])) if final else None
+        limit = seconds_to_samples(inf.encoder.max_input_s, TARGET_RATE)
+        pieces: list[tuple[int, int]] = []
+        while not final and self._audio.n - self._utt_done >= 2 * limit:
+            pieces.append((self._utt_done, self._utt_done + limit))
+            self._utt_done += limit
+        if final:
+            rest = self._audio.n - self._utt_done
+            pieces = [(self._utt_done + a, self._utt_done + b) for a, b in cut_bounds(rest, limit)]
+        if pieces:
+            t0 = time.perf_counter()
+            sums, counts = inf.frame_sums([self._audio.data[a:b] for a, b in pieces])
+            self._utt_sum = sums.sum(axis=0) + (self._utt_sum if len(self._utt_sum) else 0)
+            self._utt_n += int(counts.sum())
+            self._time("audio_emotion", t0)
+        if not final:
+            return None
+        mean = (self._utt_sum / max(self._utt_n, 1)).astype(np.float32)[None, :]
+        result: AudioEmotion = inf.result(mean[0], inf.scores(mean)[0])
+        return result
+
+    # ---- the end ------------------------------------------------------------------------
+    def _end(self, arrived: float) -> EndEvent:
+        utterance = self._pool_utterance(final=True)
+        audio = Audio(self._audio.result(), source_rate=self.sample_rate, source_channels=self.channels)
+        enc, c = self.encoder, self.timeline_config
+        w = self._windows
+        work = Work(audio)
+        work.audio = audio
+        work.info = SourceInfo(None, None, round(audio.duration, 6), self.sample_rate, self.channels)
+        work.transcript = joined_transcript(self._segments)
+        work.sentences = [r.sentence for p in self._segments for r in p.rows]
+        work.text_scores = [r.text_emotion for p in self._segments for r in p.rows]
+        work.sequences = [r.sequence for p in self._segments for r in p.rows]
+        work.audio_scores = [r.audio_emotion for p in self._segments for r in p.rows]
+        work.text_emb = _stack([p.text_emb for p in self._segments], self.pipeline.sequence_embedder.dim)
+        work.audio_emb = _stack([p.audio_emb for p in self._segments], enc.dim)
+        work.utterance = utterance
+        work.timeline = Timeline(
+            "exact",  # live windows are always exact (each window through the model alone)
+            c.window_s,
+            c.hop_s,
+            enc.labels,
+            tuple(x.span for x in w),
+            np.stack([x.scores.scores for x in w]).astype(np.float32)
+            if w
+            else np.zeros((0, len(enc.labels))),
+            np.stack([x.embedding for x in w]) if w else np.zeros((0, enc.dim), np.float32),
+        )
+        work.voice = {"span_method": "exact", "dtype": getattr(enc, "dtype_name", "float32")}
+        work.timings = dict(self.timings)
+        result = self.pipeline.stage_assemble(work)
+        summary = {
+            "duration_s": round(audio.duration, 6),
+            "windows": len(w),
+            "sentences": len(work.sentences),
+            "utterance": {k: round(v, 6) for k, v in zip(enc.labels, utterance.scores.scores, strict=True)}
+            if utterance is not None
+            else {},
+            "lag_s": {k: _lag_summary(v) for k, v in self.lags.items()},
+            "wall_s": round(time.monotonic() - self._t0, 3),
+        }
+        return EndEvent(summary, result, time.monotonic() - arrived)
+
+    def _time(self, stage: str, t0: float) -> None:
+        self.timings[stage] = self.timings.get(stage, 0.0) + time.perf_counter() - t0
+
+
+def _done(value: SegmentResult) -> Future[SegmentResult]:
+    f: Future[SegmentResult] = Future()
+    f.set_result(value)
+    return f
+
+
+def _stack(parts: list[np.ndarray], dim: int) -> np.ndarray:
+    parts = [p for p in parts if len(p)]
+    return np.concatenate(parts).astype(np.float32) if parts else np.zeros((0, dim), np.float32)
+
+
+def _lag_summary(lags: list[float]) -> dict[str, float]:
+    if not lags:
+        return {"n": 0}
+    a = np.asarray(lags)
+    return {
+        "n": len(a),
+        "p50": round(float(np.percentile(a, 50)), 4),
+        "p95": round(float(np.percentile(a, 95)), 4),
+        "max": round(float(a.max()), 4),
+    }
