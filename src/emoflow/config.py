@@ -315,6 +315,15 @@ SERVICE_WORKERS = 1
 SERVICE_RETENTION_S = 24 * 3600.0
 SERVICE_MAX_DURATION_S = 3600.0  # when the pipeline's configuration sets no max_duration
 
+# live analysis (emoflow.streaming, the service's /v1/stream)
+STREAM_END_SILENCE_S = 0.6  # silence that closes a speech region (its sentences are then analysed)
+STREAM_ASR_CONTEXT_S = 8.0  # earlier audio Whisper hears with a new region (analyze: up to 30 s)
+STREAM_SEGMENT_PAD_S = 0.3  # audio kept around a speech segment for the recogniser
+STREAM_MAX_STREAMS = 4  # simultaneous streams per server (more: close 1013, try again later)
+STREAM_IDLE_S = 30.0  # no message for this long: close 1008
+STREAM_MAX_BUFFERED_S = 30.0  # audio waiting for the models beyond this: error + close 1008
+STREAM_START_TIMEOUT_S = 10.0  # the start message must come within this
+
 # training: the fusion classifier, and emotion word2vec schemes (`emoflow train-embeddings`)
 FUSION_DIM = 128  # the fusion model's hidden size d
 FUSION_ABLATION = "full"

@@ -26,6 +26,7 @@ import numpy as np
 from fastapi import FastAPI, HTTPException, WebSocket, WebSocketDisconnect
 from fastapi.responses import HTMLResponse
 
+from emoflow import config as cfg
 from emoflow.config import PipelineConfig
 from emoflow.errors import EmoflowError
 from emoflow.pipeline import Pipeline
@@ -57,11 +58,11 @@ STREAM_SETTINGS = REQUEST_SETTINGS - DIARIZATION_SETTINGS - {"timeline"}
 class StreamLimits:
     """The stream limits (seconds): ``max_stream_s`` None → the server's ``max_duration_s``."""
 
-    max_streams: int = 4
+    max_streams: int = cfg.STREAM_MAX_STREAMS
     max_stream_s: float | None = None
-    idle_s: float = 30.0
-    max_buffered_s: float = 30.0
-    start_timeout_s: float = 10.0
+    idle_s: float = cfg.STREAM_IDLE_S
+    max_buffered_s: float = cfg.STREAM_MAX_BUFFERED_S
+    start_timeout_s: float = cfg.STREAM_START_TIMEOUT_S
 
 
 class _Closed(Exception):

@@ -17,6 +17,8 @@ from typing import Any
 
 import numpy as np
 
+from emoflow import config as cfg
+
 ENCODINGS: dict[str, np.dtype[Any]] = {"pcm_s16le": np.dtype("<i2"), "f32le": np.dtype("<f4")}
 START_KEYS = frozenset({"type", "sample_rate", "encoding", "channels", "settings", "token", "end_silence_s"})
 
@@ -37,7 +39,7 @@ class StreamStart:
     channels: int = 1
     settings: dict[str, Any] = field(default_factory=dict)
     token: str | None = None
-    end_silence_s: float = 0.6
+    end_silence_s: float = cfg.STREAM_END_SILENCE_S
 
     def to_json(self) -> str:
         d: dict[str, Any] = {

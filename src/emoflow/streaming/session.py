@@ -27,6 +27,7 @@ from dataclasses import replace
 
 import numpy as np
 
+from emoflow import config as cfg
 from emoflow.audio.io import TARGET_RATE, Audio, _Buffer, _check_block
 from emoflow.errors import AudioError, ConfigError
 from emoflow.inference.windows import cut_bounds, window_spans
@@ -38,7 +39,7 @@ from emoflow.streaming.vad import Endpointer, Segment
 from emoflow.types import AudioEmotion, EmotionScores, Timeline, TimeSpan, seconds_to_samples
 from emoflow.work import Work
 
-SEGMENT_PAD_S = 0.3  # audio kept around a speech segment for the recogniser
+SEGMENT_PAD_S = cfg.STREAM_SEGMENT_PAD_S  # audio kept around a speech segment for the recogniser
 
 
 class StreamSession:
@@ -62,11 +63,11 @@ class StreamSession:
         sample_rate: int = TARGET_RATE,
         *,
         channels: int = 1,
-        end_silence_s: float = 0.6,
+        end_silence_s: float = cfg.STREAM_END_SILENCE_S,
         max_segment_s: float | None = None,
         name: str = "stream",
         background: bool = False,
-        asr_context_s: float = 8.0,
+        asr_context_s: float = cfg.STREAM_ASR_CONTEXT_S,
     ) -> None:
         import soxr
 

@@ -16,6 +16,7 @@ from typing import Any
 
 import numpy as np
 
+from emoflow import config as cfg
 from emoflow.audio.io import TARGET_RATE
 from emoflow.audio.vad import VadConfig
 from emoflow.models import one_cpu_thread
@@ -53,7 +54,7 @@ class Endpointer:
 
     def __init__(
         self,
-        end_silence_s: float = 0.6,
+        end_silence_s: float = cfg.STREAM_END_SILENCE_S,
         max_segment_s: float = 28.0,
         config: VadConfig | None = None,
         model: Any = None,
