@@ -72,7 +72,11 @@ class ModelStage(Generic[Loaded]):
         return resolve_model_dir(self.spec, self.required_files, what=self.what, flag=self.flag)
 
     def _load(self) -> Loaded:
-        return self.load(self.model_dir())
+        from emoflow.audio.torchaudio_compat import ensure_torchaudio_if_installed
+
+        path = self.model_dir()
+        ensure_torchaudio_if_installed()  # a CUDA torchaudio wheel next to a CPU torch breaks imports
+        return self.load(path)
 
     def load(self, path: Path) -> Loaded:
         """Build the model from its local folder (on ``self.device`` in ``self.dtype``)."""

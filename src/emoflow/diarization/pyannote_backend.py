@@ -67,7 +67,10 @@ def pyannote_installed() -> bool:
 
 def import_pyannote() -> Any:
     """``pyannote.audio.Pipeline``, or :class:`ModelUnavailableError` naming the install."""
+    from emoflow.diarization.pyannote_compat import prepare_pyannote_import
+
     try:
+        prepare_pyannote_import()  # telemetry off unless opted in; PyPI's CUDA torchaudio on a CPU torch
         from pyannote.audio import Pipeline
     except ImportError as e:
         raise ModelUnavailableError(

@@ -119,6 +119,16 @@ def _fused_attention(self: Any, x: Any, padding_mask: Any = None, alibi_bias: An
     return self.proj(out.transpose(1, 2).reshape(b, n, c))
 
 
+def prepare_funasr_import() -> None:
+    """FunASR imports torchaudio: make a CUDA torchaudio wheel next to a CPU torch (what PyPI gives,
+    e.g. with the pyannote extra) importable without its native extension, which emotion2vec does
+    not use (:mod:`emoflow.audio.torchaudio_compat`). Nothing happens without torchaudio."""
+    from emoflow.audio.torchaudio_compat import ensure_torchaudio
+
+    with contextlib.suppress(ImportError):  # FunASR runs without torchaudio
+        ensure_torchaudio()
+
+
 def install_fused_attention(net: Any) -> int:
     """Give each attention module of a bfloat16/float16 model :func:`_fused_attention`; once
     per model (a float32 model is left as it is). Returns how many modules were changed."""
@@ -220,6 +230,7 @@ class Emotion2vecEncoder(ModelStage[Any]):
         import torch
 
         with contextlib.redirect_stdout(io.StringIO()):  # FunASR prints notices on import
+            prepare_funasr_import()
             from funasr import AutoModel
 
         # FunASR sets torch's threads to its ncpu while it builds the model: hand it the caller's

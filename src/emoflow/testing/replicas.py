@@ -170,6 +170,10 @@ def build_emotion2vec(out: str | os.PathLike, size: Size = "tiny", seed: int = 0
     """An emotion2vec_plus-style directory (config.yaml, model.pt, tokens.txt) FunASR loads offline."""
     import torch
     import yaml
+
+    from emoflow.speech.emotion2vec import prepare_funasr_import
+
+    prepare_funasr_import()
     from funasr.models.emotion2vec.model import Emotion2vec
 
     out = Path(out)
