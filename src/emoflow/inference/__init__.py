@@ -32,7 +32,7 @@ Modules: ``encoder`` (the Protocol), ``windows`` (window spans, widening, batche
 ``pooled`` (the chunked one-pass pooling), ``core`` (:class:`Inference`).
 """
 
-from emoflow.inference.core import Inference
+from emoflow.inference.core import Inference, InferenceMethods
 from emoflow.inference.encoder import FrameEncoder, valid_frame_sums
 from emoflow.inference.pooled import PooledFrames, pool_frames
 from emoflow.inference.windows import MIN_SPAN_S, batches_by_length, cut_bounds, widen, window_spans
@@ -41,6 +41,7 @@ __all__ = [
     "MIN_SPAN_S",
     "FrameEncoder",
     "Inference",
+    "InferenceMethods",
     "PooledFrames",
     "batches_by_length",
     "cut_bounds",

@@ -216,3 +216,39 @@ class Inference:
             raise ConfigError(
                 f"audio at {audio.sample_rate} Hz; the audio encoder reads {self.encoder.sample_rate} Hz"
             )
+
+
+class InferenceMethods:
+    """The voice-side methods of an audio stage (:class:`~emoflow.protocols.AudioEmotionModel`),
+    each handed to the stage's :class:`Inference` (``self.inference``): an encoder stage mixes
+    this in and only writes its model's ``frames`` and ``head``."""
+
+    inference: Inference
+
+    def embed(self, waves: Sequence[np.ndarray]) -> tuple[np.ndarray, np.ndarray]:
+        """Embeddings ``(N, D)`` and scores ``(N, L)`` for 16 kHz waveforms of any length
+        (``L = 0`` for an encoder without a classification head)."""
+        return self.inference.embed(waves)
+
+    def utterance(self, audio: Audio) -> AudioEmotion:
+        return self.inference.utterance(audio)
+
+    def spans(self, audio: Audio, spans: Sequence[TimeSpan]) -> list[AudioEmotion]:
+        return self.inference.spans(audio, spans)
+
+    def timeline(self, audio: Audio, config: TimelineConfig | None = None) -> Timeline:
+        return self.inference.timeline(audio, config)
+
+    def utterance_and_timeline(
+        self, audio: Audio, config: TimelineConfig | None = None, utterance: bool = True
+    ) -> tuple[AudioEmotion | None, Timeline]:
+        return self.inference.utterance_and_timeline(audio, config, utterance)
+
+    def analyze(
+        self,
+        audio: Audio,
+        spans: Sequence[TimeSpan],
+        config: TimelineConfig | None = None,
+        span_method: SpanMethod | None = None,
+    ) -> VoiceAnalysis:
+        return self.inference.analyze(audio, spans, config, span_method)

@@ -35,13 +35,12 @@ from typing import Any
 
 import numpy as np
 
-from emoflow.audio.io import TARGET_RATE, Audio
-from emoflow.config import DEFAULT_AUDIO_MODEL, TimelineConfig
+from emoflow.audio.io import TARGET_RATE
+from emoflow.config import DEFAULT_AUDIO_MODEL
 from emoflow.errors import ModelError
-from emoflow.inference import Inference
+from emoflow.inference import Inference, InferenceMethods
 from emoflow.models import ModelSpec
 from emoflow.stage import ModelStage
-from emoflow.types import AudioEmotion, SpanMethod, Timeline, TimeSpan, VoiceAnalysis
 
 REQUIRED_FILES = ("config.yaml", "model.pt", "tokens.txt")
 FRAME_HOP = 320  # samples per frame: the conv feature encoder's total stride (50 frames/s)
@@ -175,7 +174,7 @@ class Batch:
     counts: np.ndarray
 
 
-class Emotion2vecEncoder(ModelStage[Any]):
+class Emotion2vecEncoder(InferenceMethods, ModelStage[Any]):
     """emotion2vec stage. Loads once (per process, via the model cache) in the constructor.
 
     ``model`` may be an already built FunASR ``AutoModel`` (tests, notebooks). ``batch_size``,
@@ -308,31 +307,3 @@ class Emotion2vecEncoder(ModelStage[Any]):
             logits[:, torch.from_numpy(~self._keep)] = -math.inf
             probs = torch.softmax(logits, dim=-1).cpu().numpy()
         return probs[:, self._keep]
-
-    # ---- the voice side (emoflow.inference) ----------------------------------------------
-    def embed(self, waves: Sequence[np.ndarray]) -> tuple[np.ndarray, np.ndarray]:
-        """Embeddings ``(N, D)`` and scores ``(N, L)`` for 16 kHz waveforms of any length."""
-        return self.inference.embed(waves)
-
-    def utterance(self, audio: Audio) -> AudioEmotion:
-        return self.inference.utterance(audio)
-
-    def spans(self, audio: Audio, spans: Sequence[TimeSpan]) -> list[AudioEmotion]:
-        return self.inference.spans(audio, spans)
-
-    def timeline(self, audio: Audio, config: TimelineConfig | None = None) -> Timeline:
-        return self.inference.timeline(audio, config)
-
-    def utterance_and_timeline(
-        self, audio: Audio, config: TimelineConfig | None = None, utterance: bool = True
-    ) -> tuple[AudioEmotion | None, Timeline]:
-        return self.inference.utterance_and_timeline(audio, config, utterance)
-
-    def analyze(
-        self,
-        audio: Audio,
-        spans: Sequence[TimeSpan],
-        config: TimelineConfig | None = None,
-        span_method: SpanMethod | None = None,
-    ) -> VoiceAnalysis:
-        return self.inference.analyze(audio, spans, config, span_method)

@@ -48,15 +48,14 @@ from typing import Any, Final
 
 import numpy as np
 
-from emoflow.audio.io import TARGET_RATE, Audio
-from emoflow.config import AudioLayers, TimelineConfig
+from emoflow.audio.io import TARGET_RATE
+from emoflow.config import AudioLayers
 from emoflow.errors import ConfigError, ModelError
-from emoflow.inference import Inference
+from emoflow.inference import Inference, InferenceMethods
 from emoflow.models import ModelSpec, resolve_model_dir
 from emoflow.speech.detect import FLAG, METADATA, WHAT, AudioModelInfo, read_folder
 from emoflow.speech.labels import voice_labels
 from emoflow.stage import ModelStage
-from emoflow.types import AudioEmotion, SpanMethod, Timeline, TimeSpan, VoiceAnalysis
 
 log = logging.getLogger(__name__)
 
@@ -89,7 +88,7 @@ class Batch:
     counts: np.ndarray
 
 
-class TransformersAudioEncoder(ModelStage[LoadedAudio]):
+class TransformersAudioEncoder(InferenceMethods, ModelStage[LoadedAudio]):
     """A transformers speech model as a :class:`~emoflow.inference.FrameEncoder` and the voice
     branch (:class:`~emoflow.protocols.AudioEmotionModel`), through :class:`~emoflow.inference.Inference`.
 
@@ -335,31 +334,3 @@ class TransformersAudioEncoder(ModelStage[LoadedAudio]):
             logits = net.classifier(net.projector(x)).float()
             probs: np.ndarray = torch.softmax(logits, dim=-1).cpu().numpy()
         return probs
-
-    # ---- the voice side (emoflow.inference) ----------------------------------------------
-    def embed(self, waves: Sequence[np.ndarray]) -> tuple[np.ndarray, np.ndarray]:
-        """Embeddings ``(N, D)`` and scores ``(N, L)`` (``L = 0`` without a head)."""
-        return self.inference.embed(waves)
-
-    def utterance(self, audio: Audio) -> AudioEmotion:
-        return self.inference.utterance(audio)
-
-    def spans(self, audio: Audio, spans: Sequence[TimeSpan]) -> list[AudioEmotion]:
-        return self.inference.spans(audio, spans)
-
-    def timeline(self, audio: Audio, config: TimelineConfig | None = None) -> Timeline:
-        return self.inference.timeline(audio, config)
-
-    def utterance_and_timeline(
-        self, audio: Audio, config: TimelineConfig | None = None, utterance: bool = True
-    ) -> tuple[AudioEmotion | None, Timeline]:
-        return self.inference.utterance_and_timeline(audio, config, utterance)
-
-    def analyze(
-        self,
-        audio: Audio,
-        spans: Sequence[TimeSpan],
-        config: TimelineConfig | None = None,
-        span_method: SpanMethod | None = None,
-    ) -> VoiceAnalysis:
-        return self.inference.analyze(audio, spans, config, span_method)
