@@ -154,3 +154,64 @@ def test_silence_gives_windows_and_no_sentences(pipeline) -> None:  # type: igno
     short.feed(np.zeros(100, np.float32))
     with pytest.raises(AudioError, match="the stream is only 100 samples"):
         short.finish()
+
+
+@pytest.mark.slow
+def test_live_sentences_carry_fused_scores_like_the_result(pipeline, shared: Path, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    """With a fusion model, every sentence event carries ``fused`` scores, the same the final
+    Result gives (and ``analyze`` would: audio ⊕ text embeddings of the sentence)."""
+    from emoflow.audio.io import load_audio
+    from emoflow.fusion.feature_record import FeatureInfo
+    from emoflow.fusion.model import FusionConfig
+    from emoflow.fusion.train import FusionClassifier, TrainConfig, save_checkpoint, train_model
+    from emoflow.pipeline import Pipeline
+    from emoflow.streaming import StreamSession
+    from emoflow.testing.synthetic import separable
+
+    da, dt = pipeline.audio_encoder.dim, pipeline.sequence_embedder.dim
+    assert da != dt
+    a, t, y = separable("joint", 48, 5, da, dt)
+    labels = ("anger", "joy", "neutral", "sadness")
+    model, _ = train_model(a, t, y, FusionConfig(da, dt, labels, d=24), TrainConfig(epochs=1))
+    save_checkpoint(tmp_path / "m", model, FeatureInfo.of(pipeline.config), TrainConfig(), {})
+    p = pipeline
+    fused_pipeline = Pipeline(
+        p.config,
+        transcriber=p.transcriber,
+        audio_encoder=p.audio_encoder,
+        text_classifier=p.text_classifier,
+        sequence_embedder=p.sequence_embedder,
+        fusion=FusionClassifier.load(tmp_path / "m"),
+    )
+    samples = load_audio(shared / "audio" / "speech" / "three_moods.wav").samples
+    events = stream_in_chunks(StreamSession(fused_pipeline, 16000), samples, seed=5, low=800, high=9000)
+    rows = [r for e in events if e.type == "sentence" for r in e.sentences]
+    final = events[-1].result.sentences
+    assert rows and len(rows) == len(final)
+    for live, end in zip(rows, final, strict=True):
+        assert live.fused is not None and live.fused.labels == labels
+        assert np.allclose(live.fused.scores, end.fused.scores, atol=1e-6)
+    first = next(e for e in events if e.type == "sentence").to_dict()["sentences"][0]
+    assert sorted(first["fused"]["labels"]) == sorted(labels)  # the JSON event carries them too
+
+
+@pytest.mark.slow
+def test_a_sentence_running_on_over_a_pause_loses_no_words(pipeline, shared: Path) -> None:  # type: ignore[no-untyped-def]
+    """JFK's one sentence has pauses longer than the end-of-speech silence: each region closes
+    on its own, and the recogniser hears the earlier ones again as context. The sentence it then
+    runs on from the context keeps its new words (they were once dropped with the context)."""
+    from emoflow.audio.io import load_audio
+    from emoflow.streaming import StreamSession
+
+    src = shared / "audio" / "jfk.flac"
+    offline = pipeline.analyze(src)
+    events = stream_in_chunks(
+        StreamSession(pipeline, 16000), load_audio(src).samples, seed=2, low=900, high=5000
+    )
+    rows = [r for e in events if e.type == "sentence" for r in e.sentences]
+    assert len(rows) > 1  # a live sentence ends where its region closes
+    live_text = " ".join(norm(r.sentence.text) for r in rows)
+    off_text = " ".join(norm(r.sentence.text) for r in offline.sentences)
+    assert SequenceMatcher(None, live_text, off_text).ratio() >= 0.9, (live_text, off_text)
+    words = events[-1].result.transcript.words
+    assert all(a.start <= b.start for a, b in zip(words, words[1:], strict=False))

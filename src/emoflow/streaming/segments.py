@@ -77,8 +77,13 @@ def analyse_segment(
     pipeline.stage_transcribe(work)
     assert work.transcript is not None
     cut = new_from - offset - 0.05  # word times are imprecise by about this much
-    work.sentences = [s for s in work.sentences if s.start >= cut]
     new_words = [w for w in work.transcript.words if w.start >= cut]
+    if len(new_words) < len(work.transcript.words):
+        # the context's words were given with an earlier segment: the sentences are those of the
+        # new words alone (a sentence the recogniser ran on from the context keeps its new part)
+        work.transcript = Transcript(tuple(new_words), work.transcript.language)
+        with work.stage("sentences"):
+            work.sentences = pipeline.segmenter(work.transcript, work.need_audio(), speech=work.speech)
     pipeline.stage_text(work)
     audio = work.need_audio()
     enc = pipeline.audio_encoder
@@ -86,12 +91,17 @@ def analyse_segment(
         voice: list[AudioEmotion] = (
             enc.spans(audio, [s.span for s in work.sentences]) if work.sentences else []
         )
+        voice = voice_head(pipeline, voice)
     sentences = [shift_sentence(s, offset, first_index + i) for i, s in enumerate(work.sentences)]
-    rows = [
-        SentenceResult(s, te, seq, v.scores)
-        for s, te, seq, v in zip(sentences, work.text_scores, work.sequences, voice, strict=True)
-    ]
     audio_emb = np.stack([v.embedding for v in voice]) if voice else np.zeros((0, enc.dim), np.float32)
+    fusion = pipeline.fusion
+    fused: list[EmotionScores | None] = (
+        list(fusion.scores(audio_emb, work.text_emb)) if fusion is not None and voice else [None] * len(voice)
+    )
+    rows = [
+        SentenceResult(s, te, seq, v.scores, fz)
+        for s, te, seq, v, fz in zip(sentences, work.text_scores, work.sequences, voice, fused, strict=True)
+    ]
     return SegmentResult(
         [shift_word(w, offset) for w in new_words],
         work.transcript.language,
@@ -100,6 +110,20 @@ def analyse_segment(
         audio_emb,
         {k: v for k, v in work.timings.items() if k != "decode"},
     )
+
+
+def voice_head(pipeline: Pipeline, voice: list[AudioEmotion]) -> list[AudioEmotion]:
+    """Voice scores of an encoder without a head from the pipeline's ``audio-only`` fusion
+    model, as ``analyze`` gives them (:func:`~emoflow.fusion.voice_head.voice_from_fusion`)."""
+    fusion = pipeline.fusion
+    if not voice or voice[0].scores.labels or fusion is None or not fusion.scores_voice:
+        return voice
+    probs = fusion.voice_probabilities(np.stack([v.embedding for v in voice]))
+    labels = fusion.labels
+    return [
+        AudioEmotion(EmotionScores(labels, tuple(float(x) for x in p)), v.embedding)
+        for v, p in zip(voice, probs, strict=True)
+    ]
 
 
 def empty_scores(labels: Sequence[str]) -> EmotionScores:
