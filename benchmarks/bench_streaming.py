@@ -14,6 +14,7 @@ Models: the tiny replicas and the real Whisper tiny.en (``--full``: the full-siz
 replica for the voice side). Record the machine's load (``uptime``) with the figures.
 
     python benchmarks/bench_streaming.py [--seconds 40] [--streams 4] [--threads 1] [--full]
+        [--asr-backend transformers|faster-whisper] [--asr-context 8]
 """
 
 from __future__ import annotations
@@ -33,17 +34,32 @@ import torch
 from _common import ROOT, SHARED, full_replicas, machine, speech
 
 
-def pipeline(full: bool) -> Any:
+def ct2_whisper(work: Path) -> Path:
+    """Whisper tiny.en converted for CTranslate2 (int8 weights), as a user would with
+    ``ct2-transformers-converter --quantization int8 --copy_files tokenizer.json``."""
+    from ctranslate2.converters import TransformersConverter
+
+    out = work / "whisper-tiny.en-ct2"
+    TransformersConverter(str(SHARED / "models" / "whisper-tiny.en"), copy_files=["tokenizer.json"]).convert(
+        str(out), quantization="int8"
+    )
+    return out
+
+
+def pipeline(full: bool, backend: str = "transformers") -> Any:
     from emoflow.config import PipelineConfig
     from emoflow.pipeline import Pipeline
     from emoflow.testing.replica_cache import copy_replicas
 
-    reps = copy_replicas(Path(tempfile.mkdtemp()), ROOT / ".cache" / "test-replicas", "tiny")
+    work = Path(tempfile.mkdtemp())
+    reps = copy_replicas(work, ROOT / ".cache" / "test-replicas", "tiny")
     if full:
         reps["emotion2vec"] = full_replicas()["emotion2vec"]
+    asr = SHARED / "models" / "whisper-tiny.en" if backend == "transformers" else ct2_whisper(work)
     p = Pipeline(
         PipelineConfig(
-            asr_model=str(SHARED / "models" / "whisper-tiny.en"),
+            asr_model=str(asr),
+            asr_backend=backend,
             audio_model=str(reps["emotion2vec"]),
             text_model=str(reps["text-emotion"]),
             encoder_model=str(reps["distilbert"]),
@@ -104,15 +120,23 @@ def main() -> None:
     ap.add_argument("--threads", type=int, default=1, help="torch threads")
     ap.add_argument("--full", action="store_true", help="the full-size emotion2vec replica")
     ap.add_argument("--asr-context", type=float, default=8.0, help="StreamSession's asr_context_s")
+    ap.add_argument(
+        "--asr-backend",
+        choices=("transformers", "faster-whisper"),
+        default="transformers",
+        help="Whisper tiny.en through transformers, or converted for CTranslate2 (int8)",
+    )
     args = ap.parse_args()
     torch.set_num_threads(args.threads)
-    p = pipeline(args.full)
+    p = pipeline(args.full, args.asr_backend)
     report: dict[str, Any] = {
         "machine": machine(),
         "load": os.getloadavg(),
         "voice model": "emotion2vec full-size replica" if args.full else "tiny replica",
         "seconds": args.seconds,
         "asr_context_s": args.asr_context,
+        "asr_backend": args.asr_backend,
+        "torch_threads": args.threads,
         "runs": [],
     }
     for n in range(1, args.streams + 1):
