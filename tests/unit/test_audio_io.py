@@ -217,14 +217,14 @@ def test_a_header_that_lies_about_its_length_is_not_trusted(tmp_path, monkeypatc
     path = lying_flac(tmp_path / "lie.flac")
     assert sf.info(str(path)).frames == (1 << 36) - 1 and path.stat().st_size < 20_000
     capacities = []
-    real_buffer = aio._Buffer
+    real_buffer = aio.SampleBuffer
 
     class Spy(real_buffer):  # type: ignore[misc,valid-type]
         def __init__(self, capacity: int) -> None:
             capacities.append(capacity)
             super().__init__(capacity)
 
-    monkeypatch.setattr(aio, "_Buffer", Spy)
+    monkeypatch.setattr(aio, "SampleBuffer", Spy)
     a = aio.load_audio(path)
     assert a.duration == pytest.approx(2.0, abs=1e-3)
     assert capacities and max(capacities) <= aio.PREALLOC_MAX_SAMPLES  # not 2^36 samples

@@ -19,7 +19,7 @@ def touch(p: Path) -> Path:
 
 
 def test_every_format_emoflow_reads_is_an_audio_extension():
-    from emoflow.batch.planning import AUDIO_EXTENSIONS
+    from emoflow.audio.io import AUDIO_EXTENSIONS
 
     assert audio_extensions() == frozenset(AUDIO_EXTENSIONS)
     assert {".wav", ".flac", ".mp3", ".ogg", ".m4a", ".mp4"} <= audio_extensions()

@@ -35,6 +35,25 @@ BLOCK_FRAMES = 1 << 18  # ~6 s at 44.1 kHz per decode block
 MIN_RATE = 4000
 # the most samples (10 min at 16 kHz, 38 MB) preallocated on a header's word; beyond, the buffer grows
 PREALLOC_MAX_SAMPLES = TARGET_RATE * 600
+# the file extensions read as audio (a folder's recordings in batch; a corpus' clips)
+AUDIO_EXTENSIONS = frozenset(
+    {
+        ".wav",
+        ".flac",
+        ".ogg",
+        ".mp3",
+        ".m4a",
+        ".mp4",
+        ".webm",
+        ".opus",
+        ".aac",
+        ".wma",
+        ".aiff",
+        ".aif",
+        ".mkv",
+        ".mov",
+    }
+)
 
 AudioSource = Union[str, os.PathLike, IO[bytes], tuple[np.ndarray, int]]  # noqa: UP007 (runtime alias)
 
@@ -97,13 +116,15 @@ def _too_long(name: str, max_duration: float, seconds: float | None = None) -> A
     )
 
 
-def _check_block(block: np.ndarray, name: str) -> None:
+def check_finite(block: np.ndarray, name: str) -> None:
+    """Decoded (or streamed) samples must be finite: NaN or infinity is an :class:`AudioError`."""
     if not np.isfinite(block).all():
         raise AudioError(f"{name}: audio contains NaN or infinite samples; re-export the file as PCM")
 
 
-class _Buffer:
-    """A growable float32 buffer: preallocated to the expected size, grown rarely, trimmed at the end."""
+class SampleBuffer:
+    """A growable float32 buffer: preallocated to the expected size, grown rarely, trimmed at the
+    end (a decoded file's samples, and a live stream's as they arrive)."""
 
     def __init__(self, capacity: int) -> None:
         self.data = np.empty(max(capacity, 1), dtype=np.float32)
@@ -144,7 +165,7 @@ def _resample_blocks(
 
     Stops with :class:`AudioError` as soon as more than ``max_duration`` seconds were decoded.
     """
-    out = _Buffer(_capacity(expected_frames, rate, max_duration))
+    out = SampleBuffer(_capacity(expected_frames, rate, max_duration))
     stream = (
         soxr.ResampleStream(rate, TARGET_RATE, 1, dtype="float32", quality="HQ")
         if rate != TARGET_RATE
@@ -156,7 +177,7 @@ def _resample_blocks(
         decoded += len(block)
         if max_frames is not None and decoded > max_frames:
             raise _too_long(name, max_duration or 0.0)
-        _check_block(block, name)
+        check_finite(block, name)
         mono = block.mean(axis=1, dtype=np.float32) if block.ndim == 2 else block.astype(np.float32)
         out.append(stream.resample_chunk(mono) if stream is not None else mono)
     if stream is not None:

@@ -17,27 +17,12 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
+from emoflow.audio.io import AUDIO_EXTENSIONS
 from emoflow.batch.index import INDEX, TABLES, Record, is_complete, read_index, record_for
 from emoflow.batch.lock import LOCK
 from emoflow.errors import InputError
 from emoflow.export.writers import SHARED_ASSETS
 
-AUDIO_EXTENSIONS = {
-    ".wav",
-    ".flac",
-    ".ogg",
-    ".mp3",
-    ".m4a",
-    ".mp4",
-    ".webm",
-    ".opus",
-    ".aac",
-    ".wma",
-    ".aiff",
-    ".aif",
-    ".mkv",
-    ".mov",
-}
 # names in DIR that are emoflow's own: no recording's output folder may take one of them
 RESERVED_NAMES = {INDEX, LOCK, *TABLES, SHARED_ASSETS, "", ".", ".."}
 RESERVED_PREFIX = ".emoflow-"

@@ -77,7 +77,7 @@ FORMAT_PREFERENCE = (".wav", ".flac", ".aiff", ".aif", ".ogg", ".opus", ".mp3", 
 
 def audio_extensions() -> frozenset[str]:
     """The file extensions emoflow reads audio from (lower case, with the dot)."""
-    from emoflow.batch.planning import AUDIO_EXTENSIONS
+    from emoflow.audio.io import AUDIO_EXTENSIONS
 
     return frozenset(AUDIO_EXTENSIONS)
 

@@ -28,7 +28,7 @@ from dataclasses import replace
 import numpy as np
 
 from emoflow import config as cfg
-from emoflow.audio.io import TARGET_RATE, Audio, _Buffer, _check_block
+from emoflow.audio.io import TARGET_RATE, Audio, SampleBuffer, check_finite
 from emoflow.errors import AudioError, ConfigError
 from emoflow.inference.windows import cut_bounds, window_spans
 from emoflow.pipeline import MIN_SAMPLES, Pipeline
@@ -102,7 +102,7 @@ class StreamSession:
             if sample_rate != TARGET_RATE
             else None
         )
-        self._audio = _Buffer(TARGET_RATE * 60)
+        self._audio = SampleBuffer(TARGET_RATE * 60)
         self._vad = Endpointer(end_silence_s, max_segment_s or self.config.asr.max_segment_s)
         self._windows: list[WindowEvent] = []
         self._segments: list[SegmentResult] = []
@@ -200,7 +200,7 @@ class StreamSession:
         elif a.ndim != 1:
             raise AudioError(f"{self.name}: a chunk is (frames,) or (frames, channels), got shape {a.shape}")
         a = a.astype(np.float32, copy=False)
-        _check_block(a, self.name)
+        check_finite(a, self.name)
         return a
 
     def _add(self, mono: np.ndarray, arrived: float) -> list[Event]:
