@@ -314,6 +314,7 @@ SERVICE_QUEUE_SIZE = 8
 SERVICE_WORKERS = 1
 SERVICE_RETENTION_S = 24 * 3600.0
 SERVICE_MAX_DURATION_S = 3600.0  # when the pipeline's configuration sets no max_duration
+MAX_REQUEST_SPEAKERS = 32  # the most speakers a request may ask for (speakers, min/max_speakers)
 
 # live analysis (emoflow.streaming, the service's /v1/stream)
 STREAM_END_SILENCE_S = 0.6  # silence that closes a speech region (its sentences are then analysed)

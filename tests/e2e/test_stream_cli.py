@@ -2,15 +2,19 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import socket
 import threading
 import time
+from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
+import numpy as np
 import pytest
 
-from tests.helpers import run_cli_in_process
+from tests.helpers import need_shared, run_cli_in_process
 
 
 @pytest.fixture(scope="module", autouse=True)
@@ -56,10 +60,9 @@ def free_port() -> int:
         return int(s.getsockname()[1])
 
 
-def test_stream_to_a_server(replica_config, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
-    """A real server (uvicorn in a thread) and the CLI client: tone in, windows and end out."""
-    import numpy as np
-    import soundfile as sf
+@contextlib.contextmanager
+def serving(replica_config, tmp_path: Path, **settings: Any) -> Iterator[str]:  # type: ignore[no-untyped-def]
+    """A real server (uvicorn in a thread) with ``/v1/stream``: its URL; stopped on exit."""
     import uvicorn
     from fastapi import FastAPI
 
@@ -68,7 +71,7 @@ def test_stream_to_a_server(replica_config, tmp_path: Path) -> None:  # type: ig
     from emoflow.service.stream import register_stream
 
     app = FastAPI()
-    register_stream(app, Pipeline(replica_config), ServiceSettings(store=tmp_path / "store", token="t0k"))
+    register_stream(app, Pipeline(replica_config), ServiceSettings(store=tmp_path / "store", **settings))
     port = free_port()
     server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning"))
     thread = threading.Thread(target=server.run, daemon=True)
@@ -76,20 +79,76 @@ def test_stream_to_a_server(replica_config, tmp_path: Path) -> None:  # type: ig
     deadline = time.monotonic() + 30
     while not server.started and time.monotonic() < deadline:
         time.sleep(0.05)
+    assert server.started, "the server did not start within 30 s"
     try:
+        yield f"ws://127.0.0.1:{port}/v1/stream"
+    finally:
+        server.should_exit = True
+        thread.join(timeout=10)
+
+
+def test_stream_to_a_server(replica_config, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    """A real server and the CLI client: tone in, windows and end out, the result saved as
+    analyze saves it; a busy server (max_streams 1) and a wrong token: exit 2, nothing saved."""
+    import numpy as np
+    import soundfile as sf
+    from websockets.sync.client import connect
+
+    with serving(replica_config, tmp_path, token="t0k", max_streams=1) as url:
         wav = tmp_path / "tone.wav"
         t = np.arange(int(22050 * 4.4)) / 22050
         sf.write(wav, 0.2 * np.sin(2 * np.pi * 300 * t), 22050)
-        url = f"ws://127.0.0.1:{port}/v1/stream"
+        out = tmp_path / "o"
         r = run_cli_in_process(
-            "stream", str(wav), "--url", url, "--token", "t0k", "--out", str(tmp_path / "o")
+            "stream", str(wav), "--url", url, "--token", "t0k", "--out", str(out), "--format", "json,npz,csv"
         )
         assert r.returncode == 0, r.stderr
         lines = r.stdout.splitlines()
         assert sum(line.startswith("window") for line in lines) == 3 and lines[-1].startswith("end {")
-        assert json.loads((tmp_path / "o" / "result.json").read_text())["source"]["duration_s"] == 4.4
-        r = run_cli_in_process("stream", str(wav), "--url", url, "--token", "wrong")
-        assert r.returncode == 2 and "bearer token" in r.stderr
-    finally:
-        server.should_exit = True
-        thread.join(timeout=10)
+        assert sorted(p.name for p in out.iterdir()) == ["tone"]
+        names = sorted(p.name for p in (out / "tone").iterdir())
+        assert names == ["embeddings.npz", "result.json", "sentences.csv", "timeline.csv"]
+        assert json.loads((out / "tone" / "result.json").read_text())["source"]["duration_s"] == 4.4
+        r = run_cli_in_process(
+            "stream", str(wav), "--url", url, "--token", "wrong", "--out", str(tmp_path / "w")
+        )
+        assert r.returncode == 2 and "bearer token" in r.stderr and not (tmp_path / "w" / "tone").exists()
+        with connect(url, additional_headers={"Authorization": "Bearer t0k"}, open_timeout=10) as held:
+            held.send('{"type": "start", "sample_rate": 16000}')
+            assert json.loads(held.recv(timeout=10))["type"] == "started"
+            r = run_cli_in_process("stream", str(wav), "--url", url, "--token", "t0k")
+        assert r.returncode == 2 and "try again later (close code 1013" in r.stderr, r.stderr
+
+
+@pytest.mark.slow
+def test_stream_to_a_server_saves_what_analyze_saves(replica_args, replica_config, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    """``--url --out``: the same files as the in-process ``--out`` (every format, the report with
+    the recording's audio), and the same sentences and timeline."""
+    src = need_shared("audio", "speech", "stereo_44k.wav")
+    local, remote = tmp_path / "local", tmp_path / "remote"
+    r = run_cli_in_process("stream", str(src), "--chunk-ms", "130", "--out", str(local), *replica_args)
+    assert r.returncode == 0, r.stderr
+    with serving(replica_config, tmp_path) as url:
+        r = run_cli_in_process("stream", str(src), "--chunk-ms", "130", "--url", url, "--out", str(remote))
+    assert r.returncode == 0, r.stderr
+    assert sorted(p.name for p in remote.iterdir()) == ["stereo_44k"]
+    files = sorted(p.name for p in (local / "stereo_44k").iterdir())
+    assert sorted(p.name for p in (remote / "stereo_44k").iterdir()) == files
+    assert {"embeddings.npz", "report.html", "timeline.png", "sentences.csv"} <= set(files)
+    a, b = (json.loads((d / "stereo_44k" / "result.json").read_text()) for d in (local, remote))
+    assert [s["text"] for s in b["sentences"]] == [s["text"] for s in a["sentences"]] and len(
+        a["sentences"]
+    ) == 2
+    for x, y in zip(a["sentences"], b["sentences"], strict=True):
+        assert abs(x["start"] - y["start"]) < 1e-6 and abs(x["end"] - y["end"]) < 1e-6
+    wa, wb = a["timeline"]["windows"], b["timeline"]["windows"]
+    assert [(w["start"], w["end"]) for w in wb] == [(w["start"], w["end"]) for w in wa] and len(wa) == 4
+    assert np.abs(np.array([w["scores"] for w in wa]) - np.array([w["scores"] for w in wb])).max() < 1e-5
+    # the report plays the recording: the client attached the audio it streamed
+    for d in (local, remote):
+        assert "data:audio/ogg;base64," in (d / "stereo_44k" / "report.html").read_text(encoding="utf-8")
+    with (
+        np.load(remote / "stereo_44k" / "embeddings.npz") as z,
+        np.load(local / "stereo_44k" / "embeddings.npz") as y,
+    ):
+        assert set(z.files) == set(y.files) and np.abs(z["timeline"] - y["timeline"]).max() < 1e-5

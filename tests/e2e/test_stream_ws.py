@@ -1,5 +1,6 @@
-"""``/v1/stream``: the live analysis over a WebSocket (fastapi's TestClient), its limits, its
-token and its answers to malformed input."""
+"""``/v1/stream``: the live analysis over a WebSocket (fastapi's TestClient), its limits (the
+server's settings, as ``emoflow serve`` sets them), its token, the embeddings after the end,
+and its answers to malformed input."""
 
 from __future__ import annotations
 
@@ -16,24 +17,24 @@ from emoflow.streaming.protocol import StreamStart, encode_frame
 
 
 @pytest.fixture(scope="module")
-def pipeline(replica_config):  # type: ignore[no-untyped-def]
+def pipeline(replica_config):
     from emoflow.pipeline import Pipeline
 
     return Pipeline(replica_config)
 
 
-def make_client(pipeline, tmp_path: Path, limits: Any = None, **settings: Any) -> TestClient:  # type: ignore[no-untyped-def]
+def make_client(pipeline, tmp_path: Path, **settings: Any) -> TestClient:  # type: ignore[no-untyped-def]
     from emoflow.service.settings import ServiceSettings
     from emoflow.service.stream import register_stream
 
     app = FastAPI()
-    register_stream(app, pipeline, ServiceSettings(store=tmp_path / "store", **settings), limits)
+    register_stream(app, pipeline, ServiceSettings(store=tmp_path / "store", **settings))
     return TestClient(app, base_url="http://localhost")
 
 
 def until_closed(ws) -> tuple[list[dict[str, Any]], int]:  # type: ignore[no-untyped-def]
     """Every event until the server closes: (events, close code)."""
-    events = []
+    events: list[dict[str, Any]] = []
     while True:
         m = ws.receive()
         if m["type"] == "websocket.close":
@@ -113,11 +114,16 @@ def test_malformed_messages_get_an_error_and_1008(pipeline, tmp_path: Path, star
 
 
 def test_limits(pipeline, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
-    from emoflow.service.stream import StreamLimits
-
-    limits = StreamLimits(max_streams=1, max_stream_s=1.5, idle_s=0.5, max_buffered_s=3.0)
+    """The server's settings: max_streams 1 (a second stream: 1013), 1.5 s per stream (an error,
+    then the end of what came, 1008), a 0.5 s idle timeout (an error, 1008), 3 s of buffer."""
+    limits = {
+        "max_streams": 1,
+        "max_stream_duration_s": 1.5,
+        "stream_idle_timeout_s": 0.5,
+        "max_stream_buffer_s": 3.0,
+    }
     start = '{"type": "start", "sample_rate": 16000, "encoding": "f32le"}'
-    with make_client(pipeline, tmp_path, limits) as c:
+    with make_client(pipeline, tmp_path, **limits) as c:
         with c.websocket_connect("/v1/stream") as first:
             first.send_text(start)
             assert first.receive_json()["type"] == "started"
@@ -134,7 +140,7 @@ def test_limits(pipeline, tmp_path: Path) -> None:  # type: ignore[no-untyped-de
             ws.receive_json()
             events, code = until_closed(ws)
         assert code == 1008 and "no message for 0.5 s" in events[-1]["message"]
-    with make_client(pipeline, tmp_path, StreamLimits(max_buffered_s=3.0)) as c:
+    with make_client(pipeline, tmp_path, max_stream_buffer_s=3.0) as c:
         with c.websocket_connect("/v1/stream") as ws:  # more queued audio than max_buffered_s
             ws.send_text(start.replace("f32le", "pcm_s16le"))
             ws.receive_json()
@@ -161,3 +167,58 @@ def test_token(pipeline, tmp_path: Path) -> None:  # type: ignore[no-untyped-def
             events, code = until_closed(ws)
         assert code == 1000 and [e["type"] for e in events].count("window") == 2
         assert events[-1]["type"] == "end"
+
+
+def test_start_timeout_and_the_default_length_limit(pipeline, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    """No start message within stream_start_timeout_s: an error and 1008. Without
+    max_stream_duration_s, a stream is held to the upload limit (max_duration_s here) and ended
+    there with its end event, not failed."""
+    with make_client(pipeline, tmp_path, stream_start_timeout_s=0.3, max_duration_s=1.2) as c:
+        with c.websocket_connect("/v1/stream") as ws:
+            events, code = until_closed(ws)
+        assert code == 1008 and events == [{"type": "error", "message": "no start message within 0.3 s"}]
+        with c.websocket_connect("/v1/stream") as ws:
+            ws.send_text('{"type": "start", "sample_rate": 22050, "encoding": "f32le"}')
+            assert ws.receive_json()["type"] == "started"
+            ws.send_bytes(tone(2.1, 22050).tobytes())
+            events, code = until_closed(ws)
+        assert code == 1008 and any("limit of 1.2 s" in e.get("message", "") for e in events)
+        assert events[-1]["type"] == "end" and events[-1]["summary"]["duration_s"] == 1.2
+
+
+def test_the_embeddings_follow_the_end_when_asked(pipeline, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    """``?embeddings=npz``: after the end event, one binary message, the result's
+    embeddings.npz; with them the client rebuilds the whole Result."""
+    import io
+
+    from emoflow.results import Result
+
+    with make_client(pipeline, tmp_path) as c:
+        with c.websocket_connect("/v1/stream?embeddings=npz") as ws:
+            ws.send_text('{"type": "start", "sample_rate": 16000}')
+            assert ws.receive_json()["type"] == "started"
+            ws.send_bytes(encode_frame(tone(4.3), "pcm_s16le"))
+            ws.send_text('{"type": "end"}')
+            msgs = []
+            while (m := ws.receive())["type"] != "websocket.close":
+                msgs.append(m)
+        assert m.get("code", 1000) == 1000
+        end = json.loads(msgs[-2]["text"])
+        blob = msgs[-1]["bytes"]
+        assert end["type"] == "end" and end["embeddings"] == {"format": "npz", "bytes": len(blob)}
+        with np.load(io.BytesIO(blob)) as z:
+            arrays = {k: z[k] for k in z.files}
+        shapes = end["result"]["embeddings"]["arrays"]
+        assert {k: list(v.shape) for k, v in arrays.items()} == shapes and shapes["timeline"][0] == 3
+        result = Result.from_dict(end["result"], arrays)
+        assert result.to_dict() == end["result"]
+        with c.websocket_connect("/v1/stream") as ws:  # not asked: no binary message
+            ws.send_text('{"type": "start", "sample_rate": 16000}')
+            ws.receive_json()
+            ws.send_bytes(encode_frame(tone(1.1), "pcm_s16le"))
+            ws.send_text('{"type": "end"}')
+            events, code = until_closed(ws)
+        assert code == 1000 and events[-1]["type"] == "end" and "embeddings" not in events[-1]
+        with c.websocket_connect("/v1/stream?embeddings=pickle") as ws:
+            events, code = until_closed(ws)
+        assert code == 1008 and "use embeddings=npz" in events[-1]["message"]

@@ -15,6 +15,17 @@ from emoflow.errors import ConfigError
 
 LOOPBACK = ("127.0.0.1", "localhost", "::1")
 STORE = Path(cfg.SERVICE_STORE)
+# the ServiceSettings field each option sets with the same value (its errors name the option)
+OPTION_OF = {
+    "max_upload_mb": "--max-upload-mb",
+    "queue_size": "--queue-size",
+    "workers": "--workers",
+    "max_streams": "--max-streams",
+    "max_stream_duration_s": "--max-stream-duration",
+    "stream_idle_timeout_s": "--stream-idle-timeout",
+    "max_stream_buffer_s": "--max-stream-buffer",
+    "stream_start_timeout_s": "--stream-start-timeout",
+}
 
 
 def _check_port(host: str, port: int) -> None:
@@ -80,6 +91,28 @@ def serve(
             help="Also answer requests for this Host name (repeatable; '*.example.com'; '*' = any).",
         ),
     ] = None,
+    max_streams: Annotated[
+        int, typer.Option(help="Live streams (/v1/stream) at a time; one more is closed with 1013.")
+    ] = cfg.STREAM_MAX_STREAMS,
+    max_stream_duration: Annotated[
+        float | None,
+        typer.Option(
+            help="Longest live stream, in seconds of audio; there it ends (error, then its end "
+            "event, close 1008). Default: as --max-duration."
+        ),
+    ] = None,
+    stream_idle_timeout: Annotated[
+        float, typer.Option(help="Close a live stream that sends nothing for this long (s).")
+    ] = cfg.STREAM_IDLE_S,
+    max_stream_buffer: Annotated[
+        float,
+        typer.Option(
+            help="Most audio (s) of a live stream waiting for the models; beyond: error, close 1008."
+        ),
+    ] = cfg.STREAM_MAX_BUFFERED_S,
+    stream_start_timeout: Annotated[
+        float, typer.Option(help="Close a live stream whose start message does not come within this (s).")
+    ] = cfg.STREAM_START_TIMEOUT_S,
     *,
     options: dict[str, Any],
 ) -> None:
@@ -93,18 +126,27 @@ def serve(
     from emoflow.pipeline import Pipeline
 
     config = pipeline_config(options)
-    _check_port(host, port)  # a busy port: one error line now, not after loading every model
     with usage_errors():
-        settings = ServiceSettings(
-            store=store,
-            max_upload_mb=max_upload_mb,
-            queue_size=queue_size,
-            workers=workers,
-            retention_s=retention_hours * 3600,
-            token=token,
-            host=host,
-            allowed_hosts=tuple(allowed_host) if allowed_host else None,
-        )
+        try:
+            settings = ServiceSettings(
+                store=store,
+                max_upload_mb=max_upload_mb,
+                queue_size=queue_size,
+                workers=workers,
+                retention_s=retention_hours * 3600,
+                token=token,
+                host=host,
+                allowed_hosts=tuple(allowed_host) if allowed_host else None,
+                max_streams=max_streams,
+                max_stream_duration_s=max_stream_duration,
+                stream_idle_timeout_s=stream_idle_timeout,
+                max_stream_buffer_s=max_stream_buffer,
+                stream_start_timeout_s=stream_start_timeout,
+            )
+        except ConfigError as e:
+            field, _, rest = str(e).partition(" ")
+            raise ConfigError(f"{OPTION_OF[field]} {rest}" if field in OPTION_OF else str(e)) from None
+    _check_port(host, port)  # a busy port: one error line now, not after loading every model
     if host not in LOOPBACK and not token:
         err.print(
             f"warning: serving on {host} without --token: anyone who can reach it can use it", markup=False

@@ -1,5 +1,11 @@
 """``emoflow stream``: a recording streamed as live audio, through an in-process session or to
-a server's ``/v1/stream``, its events printed as they come."""
+a server's ``/v1/stream``, its events printed as they come.
+
+``--out DIR`` saves the final result as ``analyze`` does (``DIR/<recording's stem>/``, the
+``--format`` files, written atomically) either way: from a server, the ``end`` event's result
+JSON and the embeddings it sends after it (``?embeddings=npz``) make the :class:`Result`
+again, and the recording this client streamed gives it its audio (for the report's player).
+"""
 
 from __future__ import annotations
 
@@ -7,13 +13,19 @@ import json
 import threading
 import time
 from pathlib import Path
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 import numpy as np
 import typer
 
 from emoflow.cli.common import UsageError, check_out_folder, err, loads_models, output_formats
 from emoflow.cli.options import ANALYSIS, pipeline_config, with_options
+
+if TYPE_CHECKING:
+    from emoflow.results import Result
+
+MAX_MESSAGE = 2**30  # bytes: the largest message taken from a server (websockets' default: 1 MiB)
+EVENT_TIMEOUT_S = 600.0  # no event for this long: the server is gone
 
 
 def _line(ev: dict[str, Any]) -> str:
@@ -66,7 +78,11 @@ def stream(
         raise UsageError(f"--url {url}: use a ws:// or wss:// address, e.g. ws://127.0.0.1:8000/v1/stream")
     config = pipeline_config(options)
     if out is not None:
+        from emoflow.export.writers import check_replaceable
+        from emoflow.pipeline import output_dir_for
+
         check_out_folder(out)
+        check_replaceable(output_dir_for(out, audio))  # a user's own folder: refused before any work
     rec = load_audio(audio, max_duration=config.max_duration)
     step = max(1, rec.sample_rate * chunk_ms // 1000)
     chunks = [rec.samples[i : i + step] for i in range(0, len(rec.samples), step)]
@@ -77,7 +93,11 @@ def stream(
     if url is None:
         _in_process(config, chunks, rec.sample_rate, realtime, show, out, formats, audio)
     else:
-        _remote(url, token, chunks, rec.sample_rate, realtime, show, out)
+        end, blob, failure = _remote(url, token, chunks, rec.sample_rate, realtime, show, out is not None)
+        if out is not None and end is not None:  # also what came before the server stopped it
+            _save(_result_of(end, blob), rec.samples, out, audio, formats)
+        if failure is not None:
+            raise UsageError(f"the server stopped the stream: {failure}")
 
 
 def _paced(chunks: list[np.ndarray], rate: int, realtime: bool) -> Any:
@@ -101,6 +121,7 @@ def _in_process(
 ) -> None:
     from emoflow.pipeline import Pipeline
     from emoflow.streaming import StreamSession
+    from emoflow.streaming.events import EndEvent
 
     pipeline = Pipeline(config)
     with err.status("loading models"):
@@ -113,8 +134,10 @@ def _in_process(
     for ev in events:
         show(ev.to_dict(with_result=False) if ev.type == "end" else ev.to_dict())  # type: ignore[call-arg]
     end = events[-1]
-    if out is not None and end.type == "end":
-        path = end.result.save(out / audio.stem, formats)  # type: ignore[union-attr]
+    if out is not None and isinstance(end, EndEvent):
+        from emoflow.pipeline import output_dir_for
+
+        path = end.result.save(output_dir_for(out, audio), formats)
         err.print(f"saved {path}", markup=False)
 
 
@@ -125,8 +148,11 @@ def _remote(
     rate: int,
     realtime: bool,
     show: Any,
-    out: Path | None,
-) -> None:
+    embeddings: bool,
+) -> tuple[dict[str, Any] | None, bytes | None, str | None]:
+    """Stream ``chunks`` to the server at ``url``, showing its events: its ``end`` event (None:
+    none came), the embeddings sent after it (asked for with ``embeddings``) and why the server
+    stopped the stream (None: it did not)."""
     from websockets.exceptions import ConnectionClosed
     from websockets.sync.client import connect
 
@@ -134,15 +160,23 @@ def _remote(
 
     headers = {"Authorization": f"Bearer {token}"} if token else None
     try:
-        ws = connect(url, additional_headers=headers, open_timeout=30, close_timeout=10)
+        ws = connect(
+            _with_embeddings(url) if embeddings else url,
+            additional_headers=headers,
+            open_timeout=30,
+            close_timeout=10,
+            max_size=MAX_MESSAGE,  # the end event holds the whole result, its embeddings follow
+        )
     except (OSError, ConnectionClosed) as e:
         raise UsageError(f"--url {url}: cannot connect ({e})") from e
     failed: list[str] = []
+    end: dict[str, Any] | None = None
+    blob: bytes | None = None
     with ws:
-        ws.send(StreamStart(rate, "f32le", 1).to_json())
 
         def send() -> None:
-            try:
+            try:  # a server that refuses the stream (1013: too many) may close before the start
+                ws.send(StreamStart(rate, "f32le", 1).to_json())
                 for c in _paced(chunks, rate, realtime):
                     ws.send(encode_frame(c, "f32le"))
                 ws.send('{"type": "end"}')
@@ -151,25 +185,81 @@ def _remote(
 
         sender = threading.Thread(target=send, daemon=True)
         sender.start()
-        end = None
         try:
             while True:
-                ev = json.loads(ws.recv(timeout=600))
+                ev = json.loads(ws.recv(timeout=EVENT_TIMEOUT_S))
                 if ev["type"] == "error":
                     failed.append(ev["message"])
                 if ev["type"] == "end":
                     end = ev
-                    show({k: v for k, v in ev.items() if k != "result"})
+                    show({k: v for k, v in ev.items() if k not in ("result", "embeddings")})
+                    if ev.get("embeddings"):
+                        data = ws.recv(timeout=EVENT_TIMEOUT_S)
+                        blob = data if isinstance(data, bytes) else None
                 else:
                     show(ev)
-        except ConnectionClosed:
-            pass
+        except ConnectionClosed as e:
+            if end is None and not failed:  # closed without a word, e.g. 1013: too many streams
+                code = e.rcvd.code if e.rcvd is not None else 1006
+                reason = e.rcvd.reason if e.rcvd is not None and e.rcvd.reason else "no reason given"
+                failed.append(f"{reason} (close code {code}, before the end of the stream)")
         except TimeoutError:
-            failed.append("no event from the server for 600 s")
+            failed.append(f"no event from the server for {EVENT_TIMEOUT_S:g} s")
         sender.join(timeout=10)
-    if out is not None and end is not None:
-        out.mkdir(parents=True, exist_ok=True)
-        (out / "result.json").write_text(json.dumps(end["result"], indent=1) + "\n", encoding="utf-8")
-        err.print(f"saved {out / 'result.json'}", markup=False)
-    if failed:
-        raise UsageError("the server stopped the stream: " + failed[-1])
+    return end, blob, failed[-1] if failed else None
+
+
+def _with_embeddings(url: str) -> str:
+    """``url`` asking for the embeddings after the ``end`` event (``?embeddings=npz``)."""
+    from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
+
+    parts = urlsplit(url)
+    query = [(k, v) for k, v in parse_qsl(parts.query, keep_blank_values=True) if k != "embeddings"]
+    return urlunsplit(parts._replace(query=urlencode([*query, ("embeddings", "npz")])))
+
+
+def _result_of(end: dict[str, Any], blob: bytes | None) -> Result:
+    """The :class:`Result` of a server's ``end`` event and the embeddings sent after it;
+    :class:`InputError` when they are not a whole result of this emoflow's schema."""
+    import io
+    import zipfile
+
+    from emoflow.errors import InputError
+    from emoflow.results import Result
+    from emoflow.types import SCHEMA_VERSION
+
+    data = end.get("result")
+    if not isinstance(data, dict):
+        raise InputError("the server's end event holds no result; nothing was saved")
+    version = data.get("schema_version")
+    if version != SCHEMA_VERSION:
+        raise InputError(
+            f"the server's result has schema {version!r}, this emoflow writes {SCHEMA_VERSION}; "
+            "use the same emoflow version on both sides (nothing was saved)"
+        )
+    if blob is None:
+        raise InputError(
+            "the server sent no embeddings after its end event (a server without ?embeddings=npz); "
+            "nothing was saved"
+        )
+    try:
+        with np.load(io.BytesIO(blob)) as z:
+            arrays = {k: z[k] for k in z.files}
+        return Result.from_dict(data, arrays)
+    except (OSError, ValueError, EOFError, KeyError, TypeError, zipfile.BadZipFile) as e:
+        raise InputError(
+            f"the server's result could not be read ({type(e).__name__}: {e}); nothing was saved"
+        ) from None
+
+
+def _save(result: Result, samples: np.ndarray, out: Path, audio: Path, formats: Any) -> None:
+    """Save a server's ``result`` as ``analyze`` would, with the audio this client streamed
+    (the 16 kHz mono samples the server was sent, up to the duration it analysed)."""
+    from dataclasses import replace
+
+    from emoflow.audio.io import TARGET_RATE
+    from emoflow.pipeline import output_dir_for
+
+    n = round(result.source.duration_s * TARGET_RATE)
+    path = replace(result, audio_samples=samples[:n]).save(output_dir_for(out, audio), formats)
+    err.print(f"saved {path}", markup=False)

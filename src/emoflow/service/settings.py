@@ -19,7 +19,8 @@ from typing import Any, NoReturn
 
 from fastapi import HTTPException
 
-from emoflow.config import PipelineConfig
+from emoflow import config as cfg
+from emoflow.config import MAX_REQUEST_SPEAKERS, PipelineConfig
 from emoflow.errors import ConfigError
 
 LOOPBACK_HOSTS = ("localhost", "127.0.0.1", "::1")
@@ -27,8 +28,6 @@ WILDCARD_HOSTS = ("0.0.0.0", "::", "")
 SPEAKER_COUNTS = ("speakers", "min_speakers", "max_speakers")
 DIARIZATION_SETTINGS = frozenset({"diarize", "diarizer", *SPEAKER_COUNTS})
 REQUEST_SETTINGS = frozenset({"top_k", "window", "hop", "timeline"}) | DIARIZATION_SETTINGS
-# the most speakers a request may ask for (a count the clustering can be asked to find)
-MAX_REQUEST_SPEAKERS = 32
 
 
 @dataclass
@@ -41,6 +40,12 @@ class ServiceSettings:
     when ``host`` is a wildcard such as 0.0.0.0). ``max_duration_s``: the longest decoded
     recording accepted when the pipeline's configuration sets no ``max_duration`` (None and
     none there: no limit).
+
+    The live streams (``/v1/stream``): ``max_streams`` at once (one more: close 1013, try again
+    later); ``max_stream_duration_s`` of audio per stream (over: an ``error``, the ``end`` of
+    what came, close 1008; None: the upload limit, see :meth:`stream_duration_limit`);
+    ``stream_idle_timeout_s`` without a message, ``max_stream_buffer_s`` of audio waiting for
+    the models, ``stream_start_timeout_s`` for the start message (over any: ``error``, 1008).
     """
 
     store: Path
@@ -52,20 +57,37 @@ class ServiceSettings:
     max_duration_s: float | None = 3600.0
     host: str = "127.0.0.1"
     allowed_hosts: tuple[str, ...] | None = None
+    max_streams: int = cfg.STREAM_MAX_STREAMS
+    max_stream_duration_s: float | None = None
+    stream_idle_timeout_s: float = cfg.STREAM_IDLE_S
+    max_stream_buffer_s: float = cfg.STREAM_MAX_BUFFERED_S
+    stream_start_timeout_s: float = cfg.STREAM_START_TIMEOUT_S
 
     def __post_init__(self) -> None:
         def positive(name: str, value: Any) -> None:
-            if not isinstance(value, (int, float)) or not math.isfinite(value) or value <= 0:
+            if (
+                isinstance(value, bool)
+                or not isinstance(value, (int, float))
+                or not math.isfinite(value)
+                or value <= 0
+            ):
                 raise ConfigError(f"{name} must be a positive number, got {value!r}")
+
+        def whole(name: str, value: Any, least: int) -> None:
+            if isinstance(value, bool) or not isinstance(value, int) or value < least:
+                raise ConfigError(f"{name} must be a whole number, {least} or more, got {value!r}")
 
         positive("max_upload_mb", self.max_upload_mb)
         positive("retention_s", self.retention_s)
-        if self.max_duration_s is not None:
-            positive("max_duration_s", self.max_duration_s)
-        if not isinstance(self.queue_size, int) or self.queue_size < 1:
-            raise ConfigError(f"queue_size must be at least 1, got {self.queue_size!r}")
-        if not isinstance(self.workers, int) or self.workers < 0:
-            raise ConfigError(f"workers must be 0 or more, got {self.workers!r}")
+        for name in ("max_duration_s", "max_stream_duration_s"):
+            if getattr(self, name) is not None:
+                positive(name, getattr(self, name))
+        whole("queue_size", self.queue_size, 1)
+        whole("workers", self.workers, 0)
+        whole("max_streams", self.max_streams, 1)
+        positive("stream_idle_timeout_s", self.stream_idle_timeout_s)
+        positive("max_stream_buffer_s", self.max_stream_buffer_s)
+        positive("stream_start_timeout_s", self.stream_start_timeout_s)
         if self.allowed_hosts is not None:
             self.allowed_hosts = tuple(self.allowed_hosts)
             for h in self.allowed_hosts:
@@ -76,6 +98,18 @@ class ServiceSettings:
     def upload_limit(self) -> int:
         """The largest upload accepted, in bytes."""
         return int(self.max_upload_mb * 1e6)
+
+    def duration_limit(self, config: PipelineConfig) -> float | None:
+        """The longest recording accepted by a server with ``config``: its explicit
+        ``max_duration`` (``serve --max-duration``) wins over ``max_duration_s``."""
+        return config.max_duration if config.max_duration is not None else self.max_duration_s
+
+    def stream_duration_limit(self, config: PipelineConfig) -> float | None:
+        """The most audio (s) one stream may send: ``max_stream_duration_s``, or else the
+        longest recording accepted (:meth:`duration_limit`); None: no limit."""
+        if self.max_stream_duration_s is not None:
+            return self.max_stream_duration_s
+        return self.duration_limit(config)
 
     def trusted_hosts(self) -> list[str]:
         """The Host-header names the server answers to (see the class docstring)."""

@@ -3,30 +3,37 @@
 One :class:`~emoflow.streaming.StreamSession` per connection, sharing the server's models
 (a pipeline derived for the stream's settings, as uploads get). Frames are taken in as they
 arrive and queued; a task feeds them to the session in a worker thread, so a slow model makes
-events late (with their ``lag_s``), never drops audio — up to ``max_buffered_s`` of queued
-audio, beyond which the stream is refused (``error`` + close 1008). Limits: ``max_streams``
-at once (over: close 1013, try again later), ``max_stream_s`` of audio per stream (over: an
-``error``, then the ``end`` of what came, close 1008), ``idle_s`` without a message (``error``,
-close 1008). Malformed messages: an ``error`` naming what was wrong and close 1008; other
-streams go on. Auth: the server's bearer token in the ``Authorization`` header, or (browsers
-cannot set headers on a WebSocket) as ``token`` in the start message.
+events late (with their ``lag_s``), never drops audio — up to ``max_stream_buffer_s`` of
+queued audio, beyond which the stream is refused (``error`` + close 1008). The limits are the
+server's :class:`~emoflow.service.settings.ServiceSettings` (``emoflow serve --max-streams``,
+...): ``max_streams`` at once (over: close 1013, try again later), ``max_stream_duration_s``
+of audio per stream (over: an ``error``, then the ``end`` of what came, close 1008),
+``stream_idle_timeout_s`` without a message and ``stream_start_timeout_s`` for the start
+message (``error``, close 1008). Malformed messages: an ``error`` naming what was wrong and
+close 1008; other streams go on. Auth: the server's bearer token in the ``Authorization``
+header, or (browsers cannot set headers on a WebSocket) as ``token`` in the start message.
+
+``/v1/stream?embeddings=npz``: the ``end`` event says ``"embeddings": {"format": "npz",
+"bytes": N}`` and one binary message follows it: the result's ``embeddings.npz`` (the arrays
+``analyze`` saves), so that a client can rebuild and save the whole result
+(``Result.from_dict``), as ``emoflow stream --url --out`` does.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import io
 import json
 import logging
 import time
-from dataclasses import dataclass
+from dataclasses import replace
 from typing import Any
 
 import numpy as np
 from fastapi import FastAPI, HTTPException, WebSocket, WebSocketDisconnect
 from fastapi.responses import HTMLResponse
 
-from emoflow import config as cfg
 from emoflow.config import PipelineConfig
 from emoflow.errors import EmoflowError
 from emoflow.pipeline import Pipeline
@@ -37,6 +44,7 @@ from emoflow.service.settings import (
     parse_request_settings,
     request_config,
 )
+from emoflow.streaming.events import EndEvent, Event
 from emoflow.streaming.protocol import (
     CLOSE_INTERNAL,
     CLOSE_POLICY,
@@ -52,17 +60,7 @@ log = logging.getLogger(__name__)
 PIPELINES = 8  # pipelines kept per settings combination
 # a live session neither diarises (yet) nor pools its windows (they are exact as they complete)
 STREAM_SETTINGS = REQUEST_SETTINGS - DIARIZATION_SETTINGS - {"timeline"}
-
-
-@dataclass(frozen=True)
-class StreamLimits:
-    """The stream limits (seconds): ``max_stream_s`` None → the server's ``max_duration_s``."""
-
-    max_streams: int = cfg.STREAM_MAX_STREAMS
-    max_stream_s: float | None = None
-    idle_s: float = cfg.STREAM_IDLE_S
-    max_buffered_s: float = cfg.STREAM_MAX_BUFFERED_S
-    start_timeout_s: float = cfg.STREAM_START_TIMEOUT_S
+EMBEDDINGS_FORMATS = ("npz",)  # ?embeddings= values
 
 
 class _Closed(Exception):
@@ -72,14 +70,12 @@ class _Closed(Exception):
         self.code, self.reason = code, reason
 
 
-def register_stream(
-    app: FastAPI, pipeline: Pipeline, settings: ServiceSettings, limits: StreamLimits | None = None
-) -> None:
-    """Add ``/v1/stream`` (and the ``/live`` page) to ``app``, built by ``create_app``."""
+def register_stream(app: FastAPI, pipeline: Pipeline, settings: ServiceSettings) -> None:
+    """Add ``/v1/stream`` (and the ``/live`` page) to ``app``, built by ``create_app``; its
+    limits are ``settings``' (see the module's docstring)."""
     from emoflow.service.app import _static, _token_matches
 
-    lim = limits or StreamLimits()
-    max_stream_s = lim.max_stream_s if lim.max_stream_s is not None else settings.max_duration_s
+    max_stream_s = settings.stream_duration_limit(pipeline.config)
     token = settings.token.encode("utf-8") if settings.token else None
     active: set[int] = set()
     pipelines: dict[PipelineConfig, Pipeline] = {}
@@ -91,7 +87,9 @@ def register_stream(
             )
         except HTTPException as e:
             raise ProtocolError(str(e.detail)) from None
-        cfg = request_config(pipeline.config, data, settings.max_duration_s)
+        # the stream's own limit (the receiver ends the stream there, with its ``end``) replaces
+        # the upload limit, which the session would otherwise enforce by failing the stream
+        cfg = replace(request_config(pipeline.config, data, settings.max_duration_s), max_duration=None)
         if cfg not in pipelines:
             while len(pipelines) >= PIPELINES:
                 pipelines.pop(next(iter(pipelines)))
@@ -108,16 +106,32 @@ def register_stream(
         sender = _Sender(ws)
         key = id(ws)
         try:
-            if len(active) >= lim.max_streams:
-                raise _Closed(CLOSE_TRY_LATER, f"{lim.max_streams} streams are running; try again later")
+            if len(active) >= settings.max_streams:
+                raise _Closed(CLOSE_TRY_LATER, f"{settings.max_streams} streams are running; try again later")
             active.add(key)
-            await _serve(ws, sender, pipeline_for, token, _token_matches, lim, max_stream_s)
+            embeddings = ws.query_params.get("embeddings")
+            if embeddings is not None and embeddings not in EMBEDDINGS_FORMATS:
+                raise await sender.error(f"embeddings={embeddings!r}: use embeddings=npz or leave it out")
+            limits = _Limits(settings, max_stream_s, embeddings)
+            await _serve(ws, sender, pipeline_for, token, _token_matches, limits)
         except _Closed as c:
             await sender.close(c.code, c.reason)
         except WebSocketDisconnect:
             pass
         finally:
             active.discard(key)
+
+
+class _Limits:
+    """What one stream is held to (from the server's settings) and whether it wants the
+    embeddings after its ``end``."""
+
+    def __init__(self, settings: ServiceSettings, max_stream_s: float | None, embeddings: str | None) -> None:
+        self.idle_s = settings.stream_idle_timeout_s
+        self.start_s = settings.stream_start_timeout_s
+        self.max_buffered_s = settings.max_stream_buffer_s
+        self.max_stream_s = max_stream_s
+        self.embeddings = embeddings
 
 
 class _Sender:
@@ -130,6 +144,13 @@ class _Sender:
         async with self.lock:
             if self.open:
                 await self.ws.send_text(json.dumps(d, ensure_ascii=False))
+
+    async def send_end(self, d: dict[str, Any], blob: bytes) -> None:
+        """The ``end`` event and, right after it, the embeddings (nothing can come between)."""
+        async with self.lock:
+            if self.open:
+                await self.ws.send_text(json.dumps(d, ensure_ascii=False))
+                await self.ws.send_bytes(blob)
 
     async def error(self, message: str, code: int = CLOSE_POLICY) -> _Closed:
         with contextlib.suppress(Exception):
@@ -150,14 +171,13 @@ async def _serve(
     pipeline_for: Any,
     token: bytes | None,
     token_matches: Any,
-    lim: StreamLimits,
-    max_stream_s: float | None,
+    lim: _Limits,
 ) -> None:
     header = ws.headers.get("authorization", "")
     try:
-        first = await asyncio.wait_for(ws.receive(), lim.start_timeout_s)
+        first = await asyncio.wait_for(ws.receive(), lim.start_s)
     except TimeoutError:
-        raise await sender.error(f"no start message within {lim.start_timeout_s:g} s") from None
+        raise await sender.error(f"no start message within {lim.start_s:g} s") from None
     if first["type"] == "websocket.disconnect":
         raise WebSocketDisconnect(first.get("code", 1000))
     try:
@@ -195,7 +215,7 @@ async def _serve(
     feeder = _Feeder(session, sender, start, lim)
     task = asyncio.create_task(feeder.run())
     try:
-        await _receive(ws, sender, start, feeder, lim, max_stream_s)
+        await _receive(ws, sender, start, feeder, lim)
         await task
     finally:
         if not task.done():
@@ -211,9 +231,9 @@ async def _receive(
     sender: _Sender,
     start: StreamStart,
     feeder: _Feeder,
-    lim: StreamLimits,
-    max_stream_s: float | None,
+    lim: _Limits,
 ) -> None:
+    max_stream_s = lim.max_stream_s
     received = 0  # frames (at the stream's rate)
     limit = None if max_stream_s is None else int(max_stream_s * start.sample_rate)
     while True:
@@ -265,10 +285,9 @@ async def _receive(
 class _Feeder:
     """Feeds queued frames to the session in a worker thread and sends the events."""
 
-    def __init__(
-        self, session: StreamSession, sender: _Sender, start: StreamStart, lim: StreamLimits
-    ) -> None:
+    def __init__(self, session: StreamSession, sender: _Sender, start: StreamStart, lim: _Limits) -> None:
         self.session, self.sender, self.rate = session, sender, start.sample_rate
+        self.embeddings = lim.embeddings
         self.queue: asyncio.Queue[tuple[np.ndarray | None, float]] = asyncio.Queue()
         self.buffered = 0
         self.failed: _Closed | None = None
@@ -291,16 +310,16 @@ class _Feeder:
                     frames, arrived = await asyncio.wait_for(self.queue.get(), 0.2)
                 except TimeoutError:
                     for ev in s.poll():
-                        await self.sender.send(ev.to_dict())
+                        await self.send(ev)
                     continue
                 if frames is None:
                     for ev in await asyncio.to_thread(s.finish):
-                        await self.sender.send(ev.to_dict())
+                        await self.send(ev)
                     return
                 events = await asyncio.to_thread(s.feed, frames, arrived)
                 self.buffered -= len(frames)
                 for ev in events:
-                    await self.sender.send(ev.to_dict())
+                    await self.send(ev)
         except WebSocketDisconnect:  # the client left: nothing to tell it
             self.sender.open = False
             return
@@ -313,5 +332,21 @@ class _Feeder:
             self.close_code, self.close_reason = self.failed.code, self.failed.reason
             await self.sender.close(self.close_code, self.close_reason)  # the receiver stops too
 
+    async def send(self, ev: Event) -> None:
+        if not isinstance(ev, EndEvent) or self.embeddings is None:
+            await self.sender.send(ev.to_dict())
+            return
+        blob = await asyncio.to_thread(_npz, ev)
+        d = ev.to_dict()
+        d["embeddings"] = {"format": "npz", "bytes": len(blob)}
+        await self.sender.send_end(d, blob)
 
-__all__ = ["StreamLimits", "register_stream"]
+
+def _npz(ev: EndEvent) -> bytes:
+    """The result's ``embeddings.npz``, as ``analyze`` saves it (arrays by name)."""
+    buf = io.BytesIO()
+    np.savez(buf, **ev.result.embeddings())  # type: ignore[arg-type]
+    return buf.getvalue()
+
+
+__all__ = ["register_stream"]
