@@ -14,7 +14,7 @@ Models: the tiny replicas and the real Whisper tiny.en (``--full``: the full-siz
 replica for the voice side). Record the machine's load (``uptime``) with the figures.
 
     python benchmarks/bench_streaming.py [--seconds 40] [--streams 4] [--threads 1] [--full]
-        [--asr-backend transformers|faster-whisper] [--asr-context 8]
+        [--asr-backend transformers|faster-whisper] [--asr-context 8] [--timeline exact|pooled]
 """
 
 from __future__ import annotations
@@ -46,8 +46,8 @@ def ct2_whisper(work: Path) -> Path:
     return out
 
 
-def pipeline(full: bool, backend: str = "transformers") -> Any:
-    from emoflow.config import PipelineConfig
+def pipeline(full: bool, backend: str = "transformers", timeline: str = "exact") -> Any:
+    from emoflow.config import PipelineConfig, TimelineConfig
     from emoflow.pipeline import Pipeline
     from emoflow.testing.replica_cache import copy_replicas
 
@@ -63,6 +63,8 @@ def pipeline(full: bool, backend: str = "transformers") -> Any:
             audio_model=str(reps["emotion2vec"]),
             text_model=str(reps["text-emotion"]),
             encoder_model=str(reps["distilbert"]),
+            # pooled live: chunks as long as a window (3 s), the shortest wait for a window
+            timeline=TimelineConfig(mode="pooled", chunk_s=3.0) if timeline == "pooled" else TimelineConfig(),
         )
     )
     p.load_all()
@@ -126,9 +128,15 @@ def main() -> None:
         default="transformers",
         help="Whisper tiny.en through transformers, or converted for CTranslate2 (int8)",
     )
+    ap.add_argument(
+        "--timeline",
+        choices=("exact", "pooled"),
+        default="exact",
+        help="live windows: each through the voice model alone, or pooled from 3 s chunks",
+    )
     args = ap.parse_args()
     torch.set_num_threads(args.threads)
-    p = pipeline(args.full, args.asr_backend)
+    p = pipeline(args.full, args.asr_backend, args.timeline)
     report: dict[str, Any] = {
         "machine": machine(),
         "load": os.getloadavg(),
@@ -136,6 +144,7 @@ def main() -> None:
         "seconds": args.seconds,
         "asr_context_s": args.asr_context,
         "asr_backend": args.asr_backend,
+        "timeline": args.timeline,
         "torch_threads": args.threads,
         "runs": [],
     }

@@ -215,3 +215,34 @@ def test_a_sentence_running_on_over_a_pause_loses_no_words(pipeline, shared: Pat
     assert SequenceMatcher(None, live_text, off_text).ratio() >= 0.9, (live_text, off_text)
     words = events[-1].result.transcript.words
     assert all(a.start <= b.start for a, b in zip(words, words[1:], strict=False))
+
+
+@pytest.mark.slow
+def test_a_pooled_live_timeline_equals_analyze_with_its_chunks(pipeline, shared: Path) -> None:  # type: ignore[no-untyped-def]
+    """``timeline="pooled"`` live: the chunks of analyze's pooled pass, 3 s long (a window waits
+    for its chunk); windows, the timeline and the utterance equal analyze's pooled ones with
+    those chunks, and the result's settings say which chunks were used."""
+    from dataclasses import replace
+
+    from emoflow import config as cfg
+    from emoflow.audio.io import load_audio
+    from emoflow.streaming import StreamSession
+
+    c = replace(pipeline.config, dtype="float32", timeline=replace(pipeline.config.timeline, mode="pooled"))
+    assert c.timeline.chunk_s != cfg.STREAM_POOLED_CHUNK_S  # analyze's default chunks are longer
+    p = pipeline.derive(c)
+    audio = load_audio(shared / "audio" / "speech" / "interview.wav")
+    live_tl = replace(c.timeline, chunk_s=cfg.STREAM_POOLED_CHUNK_S)
+    utt, tl = p.audio_encoder.utterance_and_timeline(audio, live_tl)
+    events = stream_in_chunks(
+        StreamSession(p, 16000, background=True), audio.samples, seed=9, low=50, high=9000
+    )
+    windows = [e for e in events if e.type == "window"]
+    assert tuple(w.span for w in windows) == tl.spans
+    assert np.abs(np.stack([w.embedding for w in windows]) - tl.embeddings).max() < 1e-4
+    result = events[-1].result
+    assert result.timeline.mode == "pooled" and np.abs(result.timeline.scores - tl.scores).max() < 1e-4
+    assert np.abs(result.utterance.embedding - utt.embedding).max() < 1e-4
+    assert result.settings["timeline"]["chunk_s"] == cfg.STREAM_POOLED_CHUNK_S
+    # a window's lag counts from its own last sample: it includes the wait for its chunk
+    assert all(w.lag_s >= 0 for w in windows)

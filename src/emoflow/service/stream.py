@@ -58,8 +58,8 @@ from emoflow.streaming.session import StreamSession
 
 log = logging.getLogger(__name__)
 PIPELINES = 8  # pipelines kept per settings combination
-# a live session neither diarises (yet) nor pools its windows (they are exact as they complete)
-STREAM_SETTINGS = REQUEST_SETTINGS - DIARIZATION_SETTINGS - {"timeline"}
+# a live session does not diarise (yet); its timeline is exact or pooled as for uploads
+STREAM_SETTINGS = REQUEST_SETTINGS - DIARIZATION_SETTINGS
 EMBEDDINGS_FORMATS = ("npz",)  # ?embeddings= values
 
 

@@ -33,7 +33,8 @@ def scores_dict(scores: EmotionScores) -> dict[str, float]:
 
 @dataclass(frozen=True)
 class WindowEvent:
-    """Window ``index`` of the timeline: ``exact`` voice scores of ``span`` and its embedding."""
+    """Window ``index`` of the timeline: the voice scores of ``span`` (exact or pooled, as the
+    timeline's mode) and its embedding."""
 
     index: int
     span: TimeSpan

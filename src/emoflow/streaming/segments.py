@@ -81,9 +81,11 @@ def analyse_segment(
     if len(new_words) < len(work.transcript.words):
         # the context's words were given with an earlier segment: the sentences are those of the
         # new words alone (a sentence the recogniser ran on from the context keeps its new part)
+        # ... refined to the new speech only (the context's speech belongs to earlier sentences)
         work.transcript = Transcript(tuple(new_words), work.transcript.language)
+        speech = [TimeSpan(max(r.start, cut), r.end) for r in work.speech if r.end > cut]
         with work.stage("sentences"):
-            work.sentences = pipeline.segmenter(work.transcript, work.need_audio(), speech=work.speech)
+            work.sentences = pipeline.segmenter(work.transcript, work.need_audio(), speech=speech)
     pipeline.stage_text(work)
     audio = work.need_audio()
     enc = pipeline.audio_encoder

@@ -1,10 +1,12 @@
 """A live analysis: :class:`StreamSession` takes audio chunks of any size, in order, and gives
 typed events (:mod:`emoflow.streaming.events`) as soon as their audio is complete.
 
-* windows: the same grid as ``analyze``'s timeline (:func:`~emoflow.inference.window_spans`),
-  each window through the audio encoder on its own (``exact``) once its last sample arrived;
-  the final, shorter windows when the stream ends. So the ``window`` events equal the offline
-  ``exact`` timeline of the same recording.
+* windows (:class:`~emoflow.streaming.windows.LiveTimeline`): the same grid as ``analyze``'s
+  timeline (:func:`~emoflow.inference.window_spans`), in the timeline's mode: ``exact``, each
+  window through the audio encoder on its own once its last sample arrived; ``pooled``, the
+  chunks of ``analyze``'s pooled pass as their audio (and context) arrived, with chunks of
+  ``STREAM_POOLED_CHUNK_S`` (3 s) live. So the ``window`` events equal the offline timeline of
+  the same recording and settings.
 * sentences: the stream's VAD (:class:`~emoflow.streaming.vad.Endpointer`) closes a speech
   region after ``end_silence_s`` of silence; the region goes through the pipeline's stages
   (:func:`~emoflow.streaming.segments.analyse_segment`).
@@ -30,13 +32,15 @@ import numpy as np
 from emoflow import config as cfg
 from emoflow.audio.io import TARGET_RATE, Audio, SampleBuffer, check_finite
 from emoflow.errors import AudioError, ConfigError
-from emoflow.inference.windows import cut_bounds, window_spans
+from emoflow.fusion.voice_head import voice_from_fusion
+from emoflow.inference.windows import cut_bounds
 from emoflow.pipeline import MIN_SAMPLES, Pipeline
 from emoflow.results import SourceInfo
 from emoflow.streaming.events import EndEvent, Event, SentenceEvent, WindowEvent
 from emoflow.streaming.segments import KnownRegions, SegmentResult, analyse_segment, joined_transcript
 from emoflow.streaming.vad import Endpointer, Segment
-from emoflow.types import AudioEmotion, EmotionScores, Timeline, TimeSpan, seconds_to_samples
+from emoflow.streaming.windows import LiveTimeline
+from emoflow.types import AudioEmotion, EmotionScores, TimeSpan, VoiceAnalysis, seconds_to_samples
 from emoflow.work import Work
 
 SEGMENT_PAD_S = cfg.STREAM_SEGMENT_PAD_S  # audio kept around a speech segment for the recogniser
@@ -80,7 +84,10 @@ class StreamSession:
         if not 0.1 <= end_silence_s <= 10:
             raise ConfigError(f"end_silence_s must be between 0.1 and 10 s, got {end_silence_s}")
         c = pipeline.config
-        self.config = replace(c, diarize=False)  # speakers are not attributed live (yet)
+        tl = c.timeline
+        if tl.mode == "pooled":  # live: short chunks, so a window waits for its chunk no longer
+            tl = replace(tl, chunk_s=max(tl.window_s, min(tl.chunk_s, cfg.STREAM_POOLED_CHUNK_S)))
+        self.config = replace(c, diarize=False, timeline=tl)  # speakers are not attributed live (yet)
         self._known = KnownRegions()
         p = pipeline if not c.diarize else pipeline.derive(self.config)
         # the same models as ``pipeline``; Silero regions come from the stream's own VAD
@@ -104,7 +111,7 @@ class StreamSession:
         )
         self._audio = SampleBuffer(TARGET_RATE * 60)
         self._vad = Endpointer(end_silence_s, max_segment_s or self.config.asr.max_segment_s)
-        self._windows: list[WindowEvent] = []
+        self.windows = LiveTimeline(self.encoder, self.timeline_config)  # exact or pooled
         self._segments: list[SegmentResult] = []
         self._sentences = 0
         self._pending: deque[tuple[TimeSpan, float, Future[SegmentResult]]] = deque()
@@ -116,7 +123,7 @@ class StreamSession:
         self._utt_n = 0
         self._utt_done = 0  # samples already pooled into the utterance
         self.timings: dict[str, float] = {}
-        self.lags: dict[str, list[float]] = {"window": [], "sentence": []}
+        self.lags: dict[str, list[float]] = {"window": self.windows.lags, "sentence": []}
         self.finished = False
         self._t0 = time.monotonic()
 
@@ -167,11 +174,7 @@ class StreamSession:
         events += self.poll(wait=True)
         if self._worker is not None:
             self._worker.shutdown(wait=True)
-        spans = window_spans(self.duration, self.timeline_config.window_s, self.timeline_config.hop_s)
-        done = [w.span for w in self._windows]
-        if spans[: len(done)] != done:  # the grid is one: a mismatch is a bug, never silent
-            raise RuntimeError("live windows differ from the offline grid")
-        events += self._embed_windows(spans[len(done) :], arrived)
+        events += self._voice_head(self.windows.finish(self._audio.data, self._audio.n, arrived))
         events.append(self._end(arrived))
         return events
 
@@ -212,47 +215,11 @@ class StreamSession:
         if not len(mono):
             return []
         self._audio.append(mono)
-        events: list[Event] = self._embed_windows(self._complete_windows(), arrived)
+        events: list[Event] = self._voice_head(self.windows.add(self._audio.data, self._audio.n, arrived))
         events += self._sentences_of(self._vad.feed(mono), arrived)
-        self._pool_utterance(final=False)
+        if self.windows.mode == "exact":  # pooled: the utterance comes from the windows' pass
+            self._pool_utterance(final=False)
         return events
-
-    # ---- windows ------------------------------------------------------------------------
-    def _complete_windows(self) -> list[TimeSpan]:
-        """Full windows whose last sample has arrived (the grid of ``window_spans``)."""
-        c, now = self.timeline_config, self.duration
-        out: list[TimeSpan] = []
-        k = len(self._windows)
-        while True:
-            start = round(k * c.hop_s, 6)
-            end = round(start + c.window_s, 6)
-            if end > now:
-                return out
-            out.append(TimeSpan(start, end))
-            k += 1
-
-    def _slice(self, span: TimeSpan) -> np.ndarray:
-        a = seconds_to_samples(span.start, TARGET_RATE)
-        b = min(self._audio.n, seconds_to_samples(span.end, TARGET_RATE))
-        return self._audio.data[a : max(a, b)].copy()
-
-    def _embed_windows(self, spans: list[TimeSpan], arrived: float) -> list[Event]:
-        if not spans:
-            return []
-        t0 = time.perf_counter()
-        emb, scores = self.encoder.embed([self._slice(s) for s in spans])  # type: ignore[attr-defined]
-        self._time("audio_emotion", t0)
-        labels = self.encoder.labels
-        now = time.monotonic()
-        out: list[Event] = []
-        for span, e, sc in zip(spans, emb, scores, strict=True):
-            ev = WindowEvent(
-                len(self._windows), span, EmotionScores(labels, tuple(float(x) for x in sc)), e, now - arrived
-            )
-            self._windows.append(ev)
-            self.lags["window"].append(ev.lag_s)
-            out.append(ev)
-        return out
 
     # ---- sentences ----------------------------------------------------------------------
     def _sentences_of(self, segments: list[Segment], arrived: float) -> list[Event]:
@@ -333,10 +300,14 @@ class StreamSession:
 
     # ---- the end ------------------------------------------------------------------------
     def _end(self, arrived: float) -> EndEvent:
-        utterance = self._pool_utterance(final=True)
+        utterance = self.windows.utterance()  # pooled: analyze's pooled utterance, no extra pass
+        if utterance is None:
+            utterance = self._pool_utterance(final=True)
+        assert utterance is not None  # the final pooling always gives one
+        self.timings["audio_emotion"] = self.timings.get("audio_emotion", 0.0) + self.windows.compute_s
         audio = Audio(self._audio.result(), source_rate=self.sample_rate, source_channels=self.channels)
-        enc, c = self.encoder, self.timeline_config
-        w = self._windows
+        enc = self.encoder
+        w = self.windows.windows
         work = Work(audio)
         work.audio = audio
         work.info = SourceInfo(None, None, round(audio.duration, 6), self.sample_rate, self.channels)
@@ -347,18 +318,12 @@ class StreamSession:
         work.audio_scores = [r.audio_emotion for p in self._segments for r in p.rows]
         work.text_emb = _stack([p.text_emb for p in self._segments], self.pipeline.sequence_embedder.dim)
         work.audio_emb = _stack([p.audio_emb for p in self._segments], enc.dim)
-        work.utterance = utterance
-        work.timeline = Timeline(
-            "exact",  # live windows are always exact (each window through the model alone)
-            c.window_s,
-            c.hop_s,
-            enc.labels,
-            tuple(x.span for x in w),
-            np.stack([x.scores.scores for x in w]).astype(np.float32)
-            if w
-            else np.zeros((0, len(enc.labels))),
-            np.stack([x.embedding for x in w]) if w else np.zeros((0, enc.dim), np.float32),
+        # an encoder without a head: utterance and timeline scored by the audio-only fusion model
+        voice = voice_from_fusion(
+            VoiceAnalysis((), utterance, self.windows.timeline(), "exact", "float32"), self.pipeline.fusion
         )
+        utterance = work.utterance = voice.utterance
+        work.timeline = voice.timeline
         work.voice = {"span_method": "exact", "dtype": getattr(enc, "dtype_name", "float32")}
         work.timings = dict(self.timings)
         result = self.pipeline.stage_assemble(work)
@@ -366,13 +331,25 @@ class StreamSession:
             "duration_s": round(audio.duration, 6),
             "windows": len(w),
             "sentences": len(work.sentences),
-            "utterance": {k: round(v, 6) for k, v in zip(enc.labels, utterance.scores.scores, strict=True)}
-            if utterance is not None
-            else {},
+            "utterance": {
+                k: round(v, 6) for k, v in zip(utterance.scores.labels, utterance.scores.scores, strict=True)
+            },
             "lag_s": {k: _lag_summary(v) for k, v in self.lags.items()},
             "wall_s": round(time.monotonic() - self._t0, 3),
         }
         return EndEvent(summary, result, time.monotonic() - arrived)
+
+    def _voice_head(self, windows: list[WindowEvent]) -> list[Event]:
+        """Window scores of an encoder without a head from the pipeline's ``audio-only`` fusion
+        model (as ``analyze``'s timeline gets them); otherwise the windows as they are."""
+        fusion = self.pipeline.fusion
+        if not windows or windows[0].scores.labels or fusion is None or not fusion.scores_voice:
+            return list(windows)
+        probs = fusion.voice_probabilities(np.stack([w.embedding for w in windows]))
+        return [
+            replace(w, scores=EmotionScores(fusion.labels, tuple(float(x) for x in p)))
+            for w, p in zip(windows, probs, strict=True)
+        ]
 
     def _time(self, stage: str, t0: float) -> None:
         self.timings[stage] = self.timings.get(stage, 0.0) + time.perf_counter() - t0
