@@ -535,3 +535,17 @@ def test_a_batchs_reports_share_one_plotly_js(tmp_path):
         report = (out / name / "report.html").read_text(encoding="utf-8")
         assert f"../{SHARED_ASSETS}/{shared[0].name}" in report
         assert len(report) < shared[0].stat().st_size  # not inlined
+
+
+def test_ray_data_helper_actors_are_not_counted_as_the_batch_s():
+    """A loaded machine may start Ray Data's own ``_StatsActor`` late: it is not an actor of the
+    batch, so the watchdog neither waits on it nor names it (CI once read '2 actor(s)')."""
+    from emoflow.batch.ray_watchdog import _unplaced
+
+    table = {
+        "a": {"ActorClassName": "MapWorker(MapBatches(Idle))", "State": "PENDING_CREATION", "Pid": 0},
+        "b": {"ActorClassName": "_StatsActor", "State": "PENDING_CREATION", "Pid": 0},
+        "c": {"ActorClassName": "MapWorker(MapBatches(Text))", "State": "PENDING_CREATION", "Pid": 41},
+        "d": {"ActorClassName": "MapWorker(MapBatches(Audio))", "State": "ALIVE", "Pid": 42},
+    }
+    assert _unplaced(table) == {"a": "MapWorker(MapBatches(Idle))"}

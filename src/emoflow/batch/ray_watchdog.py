@@ -58,11 +58,15 @@ def _job_actors(job_id: str) -> tuple[dict[str, Mapping[str, Any]] | None, str]:
 
 
 def _unplaced(actors: Mapping[str, Mapping[str, Any]]) -> dict[str, str]:
-    """The actors that wait for resources (not yet given a worker process): id -> class."""
+    """The batch's actors that wait for resources (not yet given a worker process): id -> class.
+    Ray Data's own helpers (``_StatsActor``, named with a leading underscore) are not the
+    batch's: on a loaded machine one may wait a few seconds for a worker process too."""
     return {
-        aid: str(a.get("ActorClassName", "?"))
+        aid: name
         for aid, a in actors.items()
-        if a.get("State") == "PENDING_CREATION" and not a.get("Pid")
+        if a.get("State") == "PENDING_CREATION"
+        and not a.get("Pid")
+        and not (name := str(a.get("ActorClassName", "?"))).startswith("_")
     }
 
 
