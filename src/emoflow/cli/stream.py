@@ -40,9 +40,11 @@ def _line(ev: dict[str, Any]) -> str:
         for s in ev["sentences"]:
             text_top = s["text_emotion"]["labels"][0] if s["text_emotion"]["labels"] else "-"
             voice = s["audio_emotion"]["labels"][0] if s["audio_emotion"]["labels"] else "-"
+            fused = f"fused {s['fused']['labels'][0]:<9} " if s.get("fused", {}).get("labels") else ""
+            who = f"{s['speaker']}: " if s.get("speaker") else ""
             rows.append(
                 f"sentence {s['index']:>3} {s['start']:8.2f}-{s['end']:<8.2f} text {text_top:<9} "
-                f"voice {voice:<9} {s['text']}"
+                f"voice {voice:<9} {fused}{who}{s['text']}"
             )
         return "\n".join(rows) + f"  (lag {ev['lag_s']:.2f} s)"
     if kind == "end":
