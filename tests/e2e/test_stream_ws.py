@@ -92,9 +92,9 @@ def test_stream_over_websocket(pipeline, shared: Path, tmp_path: Path) -> None: 
         ),
         ("[1, 2", None, "JSON start message"),
         (
-            '{"type": "start", "sample_rate": 16000, "settings": {"diarize": true}}',
+            '{"type": "start", "sample_rate": 16000, "settings": {"speakers": 2}}',
             None,
-            "unsupported settings: diarize",
+            "speakers needs diarize: true",
         ),
     ],
 )

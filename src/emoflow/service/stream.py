@@ -38,7 +38,6 @@ from emoflow.config import PipelineConfig
 from emoflow.errors import EmoflowError
 from emoflow.pipeline import Pipeline
 from emoflow.service.settings import (
-    DIARIZATION_SETTINGS,
     REQUEST_SETTINGS,
     ServiceSettings,
     parse_request_settings,
@@ -58,8 +57,8 @@ from emoflow.streaming.session import StreamSession
 
 log = logging.getLogger(__name__)
 PIPELINES = 8  # pipelines kept per settings combination
-# a live session does not diarise (yet); its timeline is exact or pooled as for uploads
-STREAM_SETTINGS = REQUEST_SETTINGS - DIARIZATION_SETTINGS
+# a stream takes the settings an upload takes: diarisation (live: GE2E), the timeline's mode, ...
+STREAM_SETTINGS = REQUEST_SETTINGS
 EMBEDDINGS_FORMATS = ("npz",)  # ?embeddings= values
 
 

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass, field, replace
+from typing import TYPE_CHECKING
 
 import numpy as np
 
@@ -15,6 +16,9 @@ from emoflow.pipeline import Pipeline
 from emoflow.results import SentenceResult
 from emoflow.types import AudioEmotion, EmotionScores, Sentence, TimeSpan, Transcript, Word
 from emoflow.work import Work
+
+if TYPE_CHECKING:
+    from emoflow.streaming.speakers import LiveSpeakers
 
 
 class KnownRegions:
@@ -62,6 +66,7 @@ def analyse_segment(
     regions: Sequence[TimeSpan],
     first_index: int,
     new_from: float = 0.0,
+    speakers: tuple[LiveSpeakers, np.ndarray, float] | None = None,
 ) -> SegmentResult:
     """``samples`` (16 kHz) start ``offset`` seconds into the stream; ``regions``: its speech
     (seconds in the stream). Sentences that start before ``new_from`` (seconds in the stream)
@@ -86,6 +91,14 @@ def analyse_segment(
         speech = [TimeSpan(max(r.start, cut), r.end) for r in work.speech if r.end > cut]
         with work.stage("sentences"):
             work.sentences = pipeline.segmenter(work.transcript, work.need_audio(), speech=speech)
+    if speakers is not None:  # live speakers: the segment's turns onto its new words and sentences
+        from emoflow.diarization.stage import attribute_speakers
+        from emoflow.streaming.speakers import segment_speakers
+
+        live, spk_samples, spk_offset = speakers
+        with work.stage("diarize"):
+            turns = segment_speakers(live, spk_samples, spk_offset, regions, new_from, local_to=offset)
+            work.transcript, work.sentences = attribute_speakers(turns, work.transcript, work.sentences)
     pipeline.stage_text(work)
     audio = work.need_audio()
     enc = pipeline.audio_encoder

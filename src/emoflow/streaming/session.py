@@ -26,6 +26,7 @@ import time
 from collections import deque
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import replace
+from typing import TYPE_CHECKING
 
 import numpy as np
 
@@ -42,6 +43,9 @@ from emoflow.streaming.vad import Endpointer, Segment
 from emoflow.streaming.windows import LiveTimeline
 from emoflow.types import AudioEmotion, EmotionScores, TimeSpan, VoiceAnalysis, seconds_to_samples
 from emoflow.work import Work
+
+if TYPE_CHECKING:
+    from emoflow.streaming.speakers import LiveSpeakers
 
 SEGMENT_PAD_S = cfg.STREAM_SEGMENT_PAD_S  # audio kept around a speech segment for the recogniser
 
@@ -87,7 +91,13 @@ class StreamSession:
         tl = c.timeline
         if tl.mode == "pooled":  # live: short chunks, so a window waits for its chunk no longer
             tl = replace(tl, chunk_s=max(tl.window_s, min(tl.chunk_s, cfg.STREAM_POOLED_CHUNK_S)))
-        self.config = replace(c, diarize=False, timeline=tl)  # speakers are not attributed live (yet)
+        self.config = replace(c, diarize=False, timeline=tl)  # segments get speakers from LiveSpeakers
+        self.live_speakers: LiveSpeakers | None = None
+        if c.diarize:
+            from emoflow.streaming.speakers import LiveSpeakers
+
+            ge2e = pipeline.diarizer if c.diarizer == "ge2e" else None  # never loads pyannote
+            self.live_speakers = LiveSpeakers.from_config(c, ge2e)
         self._known = KnownRegions()
         p = pipeline if not c.diarize else pipeline.derive(self.config)
         # the same models as ``pipeline``; Silero regions come from the stream's own VAD
@@ -101,6 +111,13 @@ class StreamSession:
             fusion=p.fusion,
         )
         self.encoder = self.pipeline.audio_encoder
+        # the end result is assembled with the stream's settings (diarised live: GE2E, whatever asked)
+        ge2e_model = c.diarizer_model if c.diarizer == "ge2e" else None
+        self._assembler = (
+            self.pipeline.derive(replace(c, timeline=tl, diarizer="ge2e", diarizer_model=ge2e_model))
+            if c.diarize
+            else self.pipeline
+        )
         self.name, self.sample_rate, self.channels = name, sample_rate, channels
         self.asr_context_s = asr_context_s
         self.timeline_config = self.config.timeline
@@ -240,12 +257,15 @@ class StreamSession:
                 self._group_from = new_from
             a = max(self._group_from, new_from - round(self.asr_context_s * TARGET_RATE))
             job = (self.pipeline, self._known, self._audio.data[a:b].copy(), a / TARGET_RATE, list(g))
+            spk = None
+            if self.live_speakers is not None:  # the speaker model hears some audio before the segment
+                s_from = max(0, new_from - round(self.live_speakers.context_s * TARGET_RATE))
+                spk = (self.live_speakers, self._audio.data[s_from:b].copy(), s_from / TARGET_RATE)
+            args = (*job, 0, new_from / TARGET_RATE, spk)
             if self._worker is None:
-                self._pending.append((span, arrived, _done(analyse_segment(*job, 0, new_from / TARGET_RATE))))
+                self._pending.append((span, arrived, _done(analyse_segment(*args))))
             else:  # the recogniser runs beside the windows: they are not held up by it
-                self._pending.append(
-                    (span, arrived, self._worker.submit(analyse_segment, *job, 0, new_from / TARGET_RATE))
-                )
+                self._pending.append((span, arrived, self._worker.submit(analyse_segment, *args)))
         return self.poll()
 
     def poll(self, wait: bool = False) -> list[Event]:
@@ -326,7 +346,12 @@ class StreamSession:
         work.timeline = voice.timeline
         work.voice = {"span_method": "exact", "dtype": getattr(enc, "dtype_name", "float32")}
         work.timings = dict(self.timings)
-        result = self.pipeline.stage_assemble(work)
+        if self.live_speakers is not None:  # the final clustering: sentences relabelled, not cut again
+            from emoflow.streaming.speakers import relabel
+
+            work.diarization = self.live_speakers.result()
+            work.transcript, work.sentences = relabel(work.transcript, work.sentences, work.diarization)
+        result = self._assembler.stage_assemble(work)
         summary = {
             "duration_s": round(audio.duration, 6),
             "windows": len(w),
