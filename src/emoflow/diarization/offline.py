@@ -109,7 +109,9 @@ class OfflineDiarizerConfig:
 
 
 @dataclass(frozen=True)
-class _Segment:
+class SpeechPiece:
+    """A piece of a speech region (long regions are cut into equal pieces) and its windows."""
+
     span: TimeSpan
     region: int  # index of the speech region it was cut from
     windows: tuple[int, ...]  # indexes into the window list
@@ -144,7 +146,7 @@ class OfflineDiarizer(ModelStage[Any]):
         self._weights = None if weights is None else Path(weights).expanduser()
         self._vad = vad
         self._vad_lock = threading.Lock()
-        self._nuisance = load_nuisance(self.config.nuisance, ge2e.EMBEDDING_DIM)
+        self.nuisance = load_nuisance(self.config.nuisance, ge2e.EMBEDDING_DIM)
         spec_id = MODEL_ID if self._weights is None else str(self._weights)
         super().__init__(ModelSpec(spec_id, device=device, dtype="float32"), loaded=model)
 
@@ -200,10 +202,10 @@ class OfflineDiarizer(ModelStage[Any]):
         }
         if not regions:
             return Diarization((), (), {**backend, "estimated_speakers": 0})
-        segments, windows = self._segments(regions)
+        segments, windows = self.speech_windows(regions)
         embeddings = self.embed(audio, segments, windows)
-        if self._nuisance is not None:
-            embeddings = project_out(embeddings, self._nuisance)
+        if self.nuisance is not None:
+            embeddings = project_out(embeddings, self.nuisance)
         seg_emb = normalize_rows(np.stack([embeddings[list(s.windows)].mean(axis=0) for s in segments]))
         lo, hi = count.bounds()
         result = cluster_speakers(
@@ -241,10 +243,10 @@ class OfflineDiarizer(ModelStage[Any]):
                 self._vad = SpeechDetector(self.config.vad)
             return self._vad
 
-    def _segments(self, regions: Sequence[TimeSpan]) -> tuple[list[_Segment], list[TimeSpan]]:
+    def speech_windows(self, regions: Sequence[TimeSpan]) -> tuple[list[SpeechPiece], list[TimeSpan]]:
         """Regions → segments (long regions cut into equal pieces) → windows inside each segment."""
         c = self.config
-        segments: list[_Segment] = []
+        segments: list[SpeechPiece] = []
         windows: list[TimeSpan] = []
         for r_i, r in enumerate(regions):
             pieces = max(1, math.ceil(r.duration / c.max_segment_s - 1e-9))
@@ -253,10 +255,10 @@ class OfflineDiarizer(ModelStage[Any]):
                 seg = TimeSpan(r.start + p * step, r.end if p == pieces - 1 else r.start + (p + 1) * step)
                 first = len(windows)
                 windows.extend(_windows(seg, c.window_s, c.hop_s))
-                segments.append(_Segment(seg, r_i, tuple(range(first, len(windows)))))
+                segments.append(SpeechPiece(seg, r_i, tuple(range(first, len(windows)))))
         return segments, windows
 
-    def embed(self, audio: Audio, segments: Sequence[_Segment], windows: Sequence[TimeSpan]) -> np.ndarray:
+    def embed(self, audio: Audio, segments: Sequence[SpeechPiece], windows: Sequence[TimeSpan]) -> np.ndarray:
         """``(len(windows), 256)`` GE2E embeddings; each segment loudness-normalised on its own."""
         mels: list[np.ndarray] = [np.zeros((0, ge2e.MEL_CHANNELS), np.float32)] * len(windows)
         for seg in segments:
@@ -279,7 +281,7 @@ class OfflineDiarizer(ModelStage[Any]):
     def embed_spans(self, audio: Audio, spans: Sequence[TimeSpan]) -> np.ndarray:
         """One embedding per span (the normalised mean of its windows'), e.g. of labelled clips to
         learn nuisance directions from; no VAD, no projection."""
-        segments, windows = self._segments(spans)
+        segments, windows = self.speech_windows(spans)
         emb = self.embed(audio, segments, windows)
         per_span = [[s for s in segments if s.region == i] for i in range(len(spans))]
         means = [emb[[w for s in ss for w in s.windows]].mean(axis=0) for ss in per_span]
@@ -303,7 +305,7 @@ class OfflineDiarizer(ModelStage[Any]):
     def make_turns(
         self,
         regions: Sequence[TimeSpan],
-        segments: Sequence[_Segment],
+        segments: Sequence[SpeechPiece],
         windows: Sequence[TimeSpan],
         embeddings: np.ndarray,
         labels: np.ndarray,
@@ -321,10 +323,10 @@ class OfflineDiarizer(ModelStage[Any]):
                 continue
             win_ids = [w for s, _ in segs for w in s.windows]
             sims = normalize_rows(embeddings[win_ids]) @ centroids[present].T
-            turns.extend(self._resegment(region, [windows[w] for w in win_ids], sims, present))
+            turns.extend(self.resegment(region, [windows[w] for w in win_ids], sims, present))
         return turns
 
-    def _resegment(
+    def resegment(
         self, region: TimeSpan, wins: Sequence[TimeSpan], sims: np.ndarray, present: Sequence[int]
     ) -> list[SpeakerTurn]:
         """Per 10 ms frame of ``region``, the speaker whose centroid the covering windows are

@@ -161,10 +161,10 @@ class LiveSpeakers:
                 return []
             d = self.diarizer
             t0 = time.perf_counter()
-            segments, windows = d._segments(local)
+            segments, windows = d.speech_windows(local)
             emb = d.embed(audio, segments, windows)
-            if d._nuisance is not None:
-                emb = project_out(emb, d._nuisance)
+            if d.nuisance is not None:
+                emb = project_out(emb, d.nuisance)
             emb = normalize_rows(emb)
             self.timings["embed"] += time.perf_counter() - t0
             first = len(self._regions)
@@ -260,7 +260,7 @@ class LiveSpeakers:
         wins = [w for it in items for w in it.windows]
         embs = np.concatenate([it.win_emb for it in items if it.win_emb is not None])
         sims = normalize_rows(embs) @ self._centroids(present).T
-        return self.diarizer._resegment(region.span, wins, sims, present)
+        return self.diarizer.resegment(region.span, wins, sims, present)
 
     def _condense_oldest(self) -> None:
         """Merge the oldest half of the items (whole regions): per label, groups of up to
