@@ -321,6 +321,7 @@ STREAM_END_SILENCE_S = 0.6  # silence that closes a speech region (its sentences
 STREAM_ASR_CONTEXT_S = 8.0  # earlier audio Whisper hears with a new region (analyze: up to 30 s)
 STREAM_SEGMENT_PAD_S = 0.3  # audio kept around a speech segment for the recogniser
 STREAM_POOLED_CHUNK_S = 3.0  # a pooled live timeline's chunks (a window waits for its chunk)
+STREAM_EARLY_ASR_S = 0.35  # silence after which the recogniser starts early on the open region
 STREAM_MAX_STREAMS = 4  # simultaneous streams per server (more: close 1013, try again later)
 STREAM_IDLE_S = 30.0  # no message for this long: close 1008
 STREAM_MAX_BUFFERED_S = 30.0  # audio waiting for the models beyond this: error + close 1008

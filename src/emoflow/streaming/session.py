@@ -25,7 +25,7 @@ from __future__ import annotations
 import time
 from collections import deque
 from concurrent.futures import Future, ThreadPoolExecutor
-from dataclasses import replace
+from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING
 
 import numpy as np
@@ -34,20 +34,20 @@ from emoflow import config as cfg
 from emoflow.audio.io import TARGET_RATE, Audio, SampleBuffer, check_finite
 from emoflow.errors import AudioError, ConfigError
 from emoflow.fusion.voice_head import voice_from_fusion
-from emoflow.inference.windows import cut_bounds
 from emoflow.pipeline import MIN_SAMPLES, Pipeline
 from emoflow.results import SourceInfo
 from emoflow.streaming.events import EndEvent, Event, SentenceEvent, WindowEvent
 from emoflow.streaming.segments import KnownRegions, SegmentResult, analyse_segment, joined_transcript
 from emoflow.streaming.vad import Endpointer, Segment
 from emoflow.streaming.windows import LiveTimeline
-from emoflow.types import AudioEmotion, EmotionScores, TimeSpan, VoiceAnalysis, seconds_to_samples
+from emoflow.types import EmotionScores, TimeSpan, VoiceAnalysis, seconds_to_samples
 from emoflow.work import Work
 
 if TYPE_CHECKING:
     from emoflow.streaming.speakers import LiveSpeakers
 
 SEGMENT_PAD_S = cfg.STREAM_SEGMENT_PAD_S  # audio kept around a speech segment for the recogniser
+MAX_FLOAT_SAMPLE = 1e3  # float samples beyond this are not audio scaled to -1..1
 
 
 class StreamSession:
@@ -62,7 +62,10 @@ class StreamSession:
     up by it; their events come from a later ``feed``, :meth:`poll` or :meth:`finish`.
     ``asr_context_s``: audio before a region that the recogniser hears again as context (of the
     regions ``analyze`` would decode with it): more context, text closer to ``analyze``'s;
-    less, a faster sentence.
+    less, a faster sentence. ``early_asr_s`` (with ``background``): silence after which the
+    recogniser starts on the open region before it closes (None: only once it closed); a
+    sentence then comes up to ``end_silence_s - early_asr_s`` sooner, and the work is wasted
+    when the speaker goes on.
     """
 
     def __init__(
@@ -76,6 +79,7 @@ class StreamSession:
         name: str = "stream",
         background: bool = False,
         asr_context_s: float = cfg.STREAM_ASR_CONTEXT_S,
+        early_asr_s: float | None = cfg.STREAM_EARLY_ASR_S,
     ) -> None:
         import soxr
 
@@ -87,11 +91,27 @@ class StreamSession:
             raise ConfigError(f"channels must be a whole number from 1 to 32, got {channels!r}")
         if not 0.1 <= end_silence_s <= 10:
             raise ConfigError(f"end_silence_s must be between 0.1 and 10 s, got {end_silence_s}")
+        if not (isinstance(asr_context_s, (int, float)) and 0 <= asr_context_s <= 30):
+            raise ConfigError(f"asr_context_s must be from 0 to 30 s, got {asr_context_s!r}")
+        if max_segment_s is not None and not (
+            isinstance(max_segment_s, (int, float)) and 1 <= max_segment_s <= 30
+        ):
+            raise ConfigError(f"max_segment_s must be from 1 to 30 s, got {max_segment_s!r}")
+        if early_asr_s is not None and not (
+            isinstance(early_asr_s, (int, float)) and SEGMENT_PAD_S <= early_asr_s < end_silence_s
+        ):
+            raise ConfigError(
+                f"early_asr_s must be from {SEGMENT_PAD_S:g} s up to end_silence_s ({end_silence_s:g} s), "
+                f"or None, got {early_asr_s!r}"
+            )
         c = pipeline.config
         tl = c.timeline
         if tl.mode == "pooled":  # live: short chunks, so a window waits for its chunk no longer
             tl = replace(tl, chunk_s=max(tl.window_s, min(tl.chunk_s, cfg.STREAM_POOLED_CHUNK_S)))
-        self.config = replace(c, diarize=False, timeline=tl)  # segments get speakers from LiveSpeakers
+        # segments get their speakers from LiveSpeakers, not from the pipeline's diarizer
+        self.config = replace(
+            c, diarize=False, speakers=None, min_speakers=None, max_speakers=None, timeline=tl
+        )
         self.live_speakers: LiveSpeakers | None = None
         if c.diarize:
             from emoflow.streaming.speakers import LiveSpeakers
@@ -136,9 +156,9 @@ class StreamSession:
         self._segments_end = 0  # samples given to the recogniser so far
         self._group: list[TimeSpan] = []  # the speech regions of the recogniser's context
         self._group_from = 0  # the first sample of that context
-        self._utt_sum = np.zeros(0)
-        self._utt_n = 0
-        self._utt_done = 0  # samples already pooled into the utterance
+        self.early_asr_s = early_asr_s
+        self._guess: tuple[_Plan, Future[SegmentResult]] | None = None  # recognition started early
+        self.early = {"used": 0, "discarded": 0}
         self.timings: dict[str, float] = {}
         self.lags: dict[str, list[float]] = {"window": self.windows.lags, "sentence": []}
         self.finished = False
@@ -183,6 +203,7 @@ class StreamSession:
         self.finished = True
         n = self._audio.n
         if n < MIN_SAMPLES:
+            self.close()  # nothing to analyse: the background recogniser stops too
             raise AudioError(
                 f"{self.name}: the stream is only {n} samples ({n / TARGET_RATE * 1000:.1f} ms) long; "
                 f"the analysis needs at least {MIN_SAMPLES / TARGET_RATE * 1000:.0f} ms"
@@ -203,7 +224,10 @@ class StreamSession:
 
     def _mono(self, chunk: np.ndarray) -> np.ndarray:
         a = np.asarray(chunk)
-        if np.issubdtype(a.dtype, np.integer):
+        if np.issubdtype(a.dtype, np.unsignedinteger):  # offset binary (e.g. 8-bit PCM): centred
+            half = float(np.iinfo(a.dtype).max) / 2
+            a = (a.astype(np.float32) - half) / half
+        elif np.issubdtype(a.dtype, np.integer):
             a = a.astype(np.float32) / float(np.iinfo(a.dtype).max)
         elif not np.issubdtype(a.dtype, np.floating):
             raise AudioError(f"{self.name}: audio must be numeric samples, got dtype {a.dtype}")
@@ -221,6 +245,11 @@ class StreamSession:
             raise AudioError(f"{self.name}: a chunk is (frames,) or (frames, channels), got shape {a.shape}")
         a = a.astype(np.float32, copy=False)
         check_finite(a, self.name)
+        if len(a) and float(np.abs(a).max()) > MAX_FLOAT_SAMPLE:  # the models would give NaN
+            raise AudioError(
+                f"{self.name}: float samples must lie about -1..1, got {float(np.abs(a).max()):.3g}; "
+                "send floats scaled to -1..1 (or 16-bit integers)"
+            )
         return a
 
     def _add(self, mono: np.ndarray, arrived: float) -> list[Event]:
@@ -234,39 +263,72 @@ class StreamSession:
         self._audio.append(mono)
         events: list[Event] = self._voice_head(self.windows.add(self._audio.data, self._audio.n, arrived))
         events += self._sentences_of(self._vad.feed(mono), arrived)
-        if self.windows.mode == "exact":  # pooled: the utterance comes from the windows' pass
-            self._pool_utterance(final=False)
         return events
 
     # ---- sentences ----------------------------------------------------------------------
     def _sentences_of(self, segments: list[Segment], arrived: float) -> list[Event]:
         for seg in segments:
-            span = seg.span
-            new_from = max(self._segments_end, seconds_to_samples(span.start - SEGMENT_PAD_S, TARGET_RATE))
-            b = min(self._audio.n, seconds_to_samples(span.end + SEGMENT_PAD_S, TARGET_RATE))
-            self._segments_end = b
-            if b - new_from < MIN_SAMPLES:
+            plan = self._plan(seg)
+            self._segments_end = plan.b
+            if plan.b - plan.new_from < MIN_SAMPLES:
                 continue
-            # the recogniser's context, grouped as ``analyze`` groups regions into pieces
-            asr = self.config.asr
-            g = self._group
-            if g and span.start - g[-1].end < asr.max_gap_s and span.end - g[0].start <= asr.max_segment_s:
-                g.extend(seg.regions)
+            self._group, self._group_from = list(plan.group), plan.group_from
+            guessed = self._guess
+            self._guess = None
+            if guessed is not None and guessed[0] == plan:  # started early: the same input
+                self.early["used"] += 1
+                fut = guessed[1]
             else:
-                self._group = g = list(seg.regions)
-                self._group_from = new_from
-            a = max(self._group_from, new_from - round(self.asr_context_s * TARGET_RATE))
-            job = (self.pipeline, self._known, self._audio.data[a:b].copy(), a / TARGET_RATE, list(g))
-            spk = None
-            if self.live_speakers is not None:  # the speaker model hears some audio before the segment
-                s_from = max(0, new_from - round(self.live_speakers.context_s * TARGET_RATE))
-                spk = (self.live_speakers, self._audio.data[s_from:b].copy(), s_from / TARGET_RATE)
-            args = (*job, 0, new_from / TARGET_RATE, spk)
-            if self._worker is None:
-                self._pending.append((span, arrived, _done(analyse_segment(*args))))
-            else:  # the recogniser runs beside the windows: they are not held up by it
-                self._pending.append((span, arrived, self._worker.submit(analyse_segment, *args)))
+                if guessed is not None and not guessed[1].cancel():
+                    self.early["discarded"] += 1
+                fut = self._recognise(plan)
+            self._pending.append((seg.span, arrived, fut))
+        self._start_early()
         return self.poll()
+
+    def _plan(self, seg: Segment) -> _Plan:
+        """What the recogniser gets for ``seg`` (the session's state is not changed): the audio
+        ``[a, b)`` with its pads and context, grouped as ``analyze`` groups regions into pieces."""
+        span = seg.span
+        new_from = max(self._segments_end, seconds_to_samples(span.start - SEGMENT_PAD_S, TARGET_RATE))
+        b = min(self._audio.n, seconds_to_samples(span.end + SEGMENT_PAD_S, TARGET_RATE))
+        asr, g = self.config.asr, self._group
+        if g and span.start - g[-1].end < asr.max_gap_s and span.end - g[0].start <= asr.max_segment_s:
+            group, group_from = (*g, *seg.regions), self._group_from
+        else:
+            group, group_from = tuple(seg.regions), new_from
+        a = max(group_from, new_from - round(self.asr_context_s * TARGET_RATE))
+        return _Plan(a, b, new_from, group, group_from)
+
+    def _recognise(self, plan: _Plan) -> Future[SegmentResult]:
+        job = (self.pipeline, self._known, self._audio.data[plan.a : plan.b].copy(), plan.a / TARGET_RATE)
+        spk = None
+        if self.live_speakers is not None:  # the speaker model hears some audio before the segment
+            s_from = max(0, plan.new_from - round(self.live_speakers.context_s * TARGET_RATE))
+            spk = (self.live_speakers, self._audio.data[s_from : plan.b].copy(), s_from / TARGET_RATE)
+        args = (*job, list(plan.group), 0, plan.new_from / TARGET_RATE, spk)
+        if self._worker is None:
+            return _done(analyse_segment(*args))
+        # the recogniser runs beside the windows: they are not held up by it
+        return self._worker.submit(analyse_segment, *args)
+
+    def _start_early(self) -> None:
+        """With a background recogniser: once the open segment's speech has been followed by
+        ``early_asr_s`` of silence (and its pad has arrived), start recognising it; when the
+        segment closes with the same input, that result is used (``early["used"]``), else it is
+        dropped (``early["discarded"]``: the speaker went on). Not with live speakers (their
+        state changes with each segment)."""
+        if self._worker is None or self.early_asr_s is None or self.live_speakers is not None:
+            return
+        seg = self._vad.open_segment(self.early_asr_s)
+        if seg is None or self._audio.n < seconds_to_samples(seg.span.end + SEGMENT_PAD_S, TARGET_RATE):
+            return
+        plan = self._plan(seg)
+        if plan.b - plan.new_from < MIN_SAMPLES or (self._guess is not None and self._guess[0] == plan):
+            return
+        if self._guess is not None and not self._guess[1].cancel():
+            self.early["discarded"] += 1
+        self._guess = (plan, self._recognise(plan))
 
     def poll(self, wait: bool = False) -> list[Event]:
         """Sentence events finished by the background recogniser (``background=True``), in
@@ -289,41 +351,10 @@ class StreamSession:
                 out.append(ev)
         return out
 
-    # ---- the recording's voice: frames pooled piece by piece --------------------------------
-    def _pool_utterance(self, final: bool) -> AudioEmotion | None:
-        """The utterance as ``analyze`` computes it: the mean of all frames of pieces of at most
-        ``max_input_s``. A piece is pooled once two pieces' worth of audio followed it, and the
-        rest is cut into equal pieces at the end: identical to ``analyze`` up to twice
-        ``max_input_s`` (60 s for emotion2vec), pieces cut elsewhere beyond."""
-        inf = getattr(self.encoder, "inference", None)
-        if inf is None:  # an encoder without the Inference split: the whole recording at the end
-            return self.encoder.utterance(Audio(self._audio.data[: self._audio.n])) if final else None
-        limit = seconds_to_samples(inf.encoder.max_input_s, TARGET_RATE)
-        pieces: list[tuple[int, int]] = []
-        while not final and self._audio.n - self._utt_done >= 2 * limit:
-            pieces.append((self._utt_done, self._utt_done + limit))
-            self._utt_done += limit
-        if final:
-            rest = self._audio.n - self._utt_done
-            pieces = [(self._utt_done + a, self._utt_done + b) for a, b in cut_bounds(rest, limit)]
-        if pieces:
-            t0 = time.perf_counter()
-            sums, counts = inf.frame_sums([self._audio.data[a:b] for a, b in pieces])
-            self._utt_sum = sums.sum(axis=0) + (self._utt_sum if len(self._utt_sum) else 0)
-            self._utt_n += int(counts.sum())
-            self._time("audio_emotion", t0)
-        if not final:
-            return None
-        mean = (self._utt_sum / max(self._utt_n, 1)).astype(np.float32)[None, :]
-        result: AudioEmotion = inf.result(mean[0], inf.scores(mean)[0])
-        return result
-
     # ---- the end ------------------------------------------------------------------------
     def _end(self, arrived: float) -> EndEvent:
-        utterance = self.windows.utterance()  # pooled: analyze's pooled utterance, no extra pass
-        if utterance is None:
-            utterance = self._pool_utterance(final=True)
-        assert utterance is not None  # the final pooling always gives one
+        utterance = self.windows.utterance()  # as analyze's, from the voice side of the stream
+        assert utterance is not None  # a finished timeline always has one
         self.timings["audio_emotion"] = self.timings.get("audio_emotion", 0.0) + self.windows.compute_s
         audio = Audio(self._audio.result(), source_rate=self.sample_rate, source_channels=self.channels)
         enc = self.encoder
@@ -360,6 +391,7 @@ class StreamSession:
                 k: round(v, 6) for k, v in zip(utterance.scores.labels, utterance.scores.scores, strict=True)
             },
             "lag_s": {k: _lag_summary(v) for k, v in self.lags.items()},
+            "early_asr": dict(self.early),
             "wall_s": round(time.monotonic() - self._t0, 3),
         }
         return EndEvent(summary, result, time.monotonic() - arrived)
@@ -378,6 +410,18 @@ class StreamSession:
 
     def _time(self, stage: str, t0: float) -> None:
         self.timings[stage] = self.timings.get(stage, 0.0) + time.perf_counter() - t0
+
+
+@dataclass(frozen=True)
+class _Plan:
+    """A segment's input to the recogniser: samples ``[a, b)``, its new speech from ``new_from``,
+    the speech regions of the context group and where that group starts."""
+
+    a: int
+    b: int
+    new_from: int
+    group: tuple[TimeSpan, ...]
+    group_from: int
 
 
 def _done(value: SegmentResult) -> Future[SegmentResult]:

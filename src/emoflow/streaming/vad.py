@@ -70,6 +70,8 @@ class Endpointer:
         self.frames = 0  # frames computed
         self._end: int | None = None  # the stream's length in samples, once it ended
         self._closed_until = 0  # end (samples) of the last closed segment
+        self._open: list[tuple[int, int]] = []  # the regions of the segment still open
+        self._now = 0  # samples looked at by the last close
 
     def feed(self, samples: np.ndarray) -> list[Segment]:
         self._pending = np.concatenate([self._pending, samples.astype(np.float32, copy=False)])
@@ -126,6 +128,7 @@ class Endpointer:
                 out.append(self._segment(group))
                 group = []
             group.append((a, b))
+        self._open, self._now = [], now
         if group:
             quiet = now - group[-1][1] >= self.end_silence
             too_long = now - group[0][0] >= self.max_segment
@@ -136,6 +139,8 @@ class Endpointer:
                     out.append(self._segment(group[:-1]))
                 else:
                     out.append(self._segment([(group[0][0], now)]))
+            else:
+                self._open = group
         out = [s for s in out if s.regions]
         if out:
             end = round(out[-1].span.end * TARGET_RATE)
@@ -149,6 +154,14 @@ class Endpointer:
             self._probs = self._probs[drop:]
             self._base += drop
         return out
+
+    def open_segment(self, min_silence_s: float) -> Segment | None:
+        """The segment still open, if its last speech was followed by at least ``min_silence_s``
+        of silence: what it will be when it closes, unless the speaker goes on first."""
+        if not self._open or self._now - self._open[-1][1] < round(min_silence_s * TARGET_RATE):
+            return None
+        seg = self._segment(self._open)
+        return seg if seg.regions else None
 
     def _segment(self, group: list[tuple[int, int]]) -> Segment:
         lo = self._closed_until

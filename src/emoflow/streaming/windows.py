@@ -29,7 +29,7 @@ from emoflow.audio.io import TARGET_RATE, Audio
 from emoflow.config import TimelineConfig
 from emoflow.errors import ConfigError
 from emoflow.inference.pooled import ChunkFrames, chunks_per_batch, encode_chunks
-from emoflow.inference.windows import window_spans
+from emoflow.inference.windows import cut_bounds, window_spans
 from emoflow.streaming.events import WindowEvent
 from emoflow.types import AudioEmotion, EmotionScores, Timeline, TimeSpan, seconds_to_samples
 
@@ -71,6 +71,10 @@ class LiveTimeline:
         self._total = np.zeros(self.dim)
         self._total_n = 0
         self._arrivals: deque[tuple[int, float]] = deque()  # pooled: (samples so far, arrival)
+        self._utt_sum = np.zeros(0)  # exact: the utterance's frames pooled piece by piece
+        self._utt_n = 0
+        self._utt_done = 0  # samples already pooled into the utterance
+        self._utterance: AudioEmotion | None = None
 
     @property
     def mode(self) -> str:
@@ -81,7 +85,9 @@ class LiveTimeline:
         """The windows completed by the stream's first ``n`` samples (``arrived``: when the
         latest of them arrived, ``time.monotonic()``)."""
         if self.mode == "exact":
-            return self._embed_windows(samples, n, self._complete_windows(n), arrived)
+            events = self._embed_windows(samples, n, self._complete_windows(n), arrived)
+            self._pool_utterance(samples, n, final=False)
+            return events
         self._arrived(n, arrived)
         cores = []
         while self._next_core + self._core + self._ctx <= n:
@@ -102,7 +108,9 @@ class LiveTimeline:
         if spans[: len(done)] != done:  # the grid is one: a mismatch is a bug, never silent
             raise RuntimeError("live windows differ from the offline grid")
         if self.mode == "exact":
-            return self._embed_windows(samples, n, spans[len(done) :], arrived)
+            events = self._embed_windows(samples, n, spans[len(done) :], arrived)
+            self._utterance = self._pool_utterance(samples, n, final=True)
+            return events
         self._arrived(n, arrived)
         self._encode(samples, n, list(range(self._next_core, n, self._core)))
         self._next_core = max(n, self._next_core)
@@ -125,12 +133,41 @@ class LiveTimeline:
         )
 
     def utterance(self) -> AudioEmotion | None:
-        """``pooled``, once finished: the whole recording as ``analyze``'s pooled pass gives it
-        (the mean of all the pass's frames, then the head), at no extra cost; else ``None``."""
-        if self.mode != "pooled" or not self.finished:
-            return None
+        """Once finished, the whole recording as ``analyze`` gives it (``None`` before):
+        ``pooled``, the mean of all the pass's frames, then the head (at no extra cost);
+        ``exact``, pooled piece by piece as the audio came (:meth:`_pool_utterance`)."""
+        if not self.finished or self.mode != "pooled":
+            return self._utterance
         mean = (self._total / max(self._total_n, 1)).astype(np.float32)[None, :]
         result: AudioEmotion = self._inf.result(mean[0], self._inf.scores(mean)[0])
+        return result
+
+    def _pool_utterance(self, samples: np.ndarray, n: int, final: bool) -> AudioEmotion | None:
+        """The utterance as ``analyze`` computes it: the mean of all frames of pieces of at most
+        ``max_input_s``. A piece is pooled once two pieces' worth of audio followed it, and the
+        rest is cut into equal pieces at the end: identical to ``analyze`` up to twice
+        ``max_input_s`` (60 s for emotion2vec), pieces cut elsewhere beyond."""
+        inf = getattr(self.encoder, "inference", None)
+        if inf is None:  # an encoder without the Inference split: the whole recording at the end
+            return self.encoder.utterance(Audio(samples[:n])) if final else None  # type: ignore[attr-defined]
+        limit = seconds_to_samples(inf.encoder.max_input_s, TARGET_RATE)
+        pieces: list[tuple[int, int]] = []
+        while not final and n - self._utt_done >= 2 * limit:
+            pieces.append((self._utt_done, self._utt_done + limit))
+            self._utt_done += limit
+        if final:
+            done = self._utt_done
+            pieces = [(done + a, done + b) for a, b in cut_bounds(n - done, limit)]
+        if pieces:
+            t0 = time.perf_counter()
+            sums, counts = inf.frame_sums([samples[a:b] for a, b in pieces])
+            self._utt_sum = sums.sum(axis=0) + (self._utt_sum if len(self._utt_sum) else 0)
+            self._utt_n += int(counts.sum())
+            self.compute_s += time.perf_counter() - t0
+        if not final:
+            return None
+        mean = (self._utt_sum / max(self._utt_n, 1)).astype(np.float32)[None, :]
+        result: AudioEmotion = inf.result(mean[0], inf.scores(mean)[0])
         return result
 
     # ---- exact --------------------------------------------------------------------------
