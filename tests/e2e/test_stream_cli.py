@@ -152,3 +152,24 @@ def test_stream_to_a_server_saves_what_analyze_saves(replica_args, replica_confi
         np.load(local / "stereo_44k" / "embeddings.npz") as y,
     ):
         assert set(z.files) == set(y.files) and np.abs(z["timeline"] - y["timeline"]).max() < 1e-5
+
+
+def test_a_file_streamed_as_fast_as_the_server_takes_it_never_fills_its_buffer(
+    replica_config, tmp_path: Path
+) -> None:  # type: ignore[no-untyped-def]
+    """Without --realtime the client sends ahead of the server's latest window by at most what
+    the server's buffer holds (advertised in ``started``): 12 s of audio to a server that
+    buffers 5 s ends normally (sent all at once it was refused with 1008)."""
+    import soundfile as sf
+
+    wav = tmp_path / "tone12.wav"
+    t = np.arange(int(16000 * 12.2)) / 16000
+    sf.write(wav, 0.2 * np.sin(2 * np.pi * 220 * t), 16000)
+    with serving(replica_config, tmp_path, max_stream_buffer_s=5.0) as url:
+        r = run_cli_in_process("stream", str(wav), "--url", url, "--json")
+    assert r.returncode == 0, r.stderr
+    events = [json.loads(line) for line in r.stdout.splitlines() if line.startswith("{")]
+    started = events[0]
+    assert started["type"] == "started" and started["max_buffered_s"] == 5.0
+    assert started["timeline"] == "exact" and started["diarizer"] is None
+    assert [e["type"] for e in events].count("window") == 11 and events[-1]["type"] == "end"

@@ -140,3 +140,19 @@ def test_a_diarised_stream_names_speakers_live_and_saves_them(replica_config, tm
     assert len(set().union(*by_true.values())) == 2
     out = result.save(tmp_path / "live")
     assert (out / "diarization.rttm").exists() and (out / "speakers.csv").exists()
+
+
+def test_a_stream_with_a_speaker_count_keeps_it_for_its_live_speakers(replica_config) -> None:  # type: ignore[no-untyped-def]
+    """``diarize`` with ``speakers``/``max_speakers``: the live speakers get the counts (the
+    pipeline that recognises each segment diarises nothing, so it must not carry them)."""
+    from dataclasses import replace
+
+    from emoflow.pipeline import Pipeline
+    from emoflow.streaming import StreamSession
+
+    for counts, want in (({"speakers": 2}, (2, 2)), ({"min_speakers": 2, "max_speakers": 3}, (2, 3))):
+        p = Pipeline(replace(replica_config, diarize=True, **counts))
+        session = StreamSession(p, TARGET_RATE)
+        assert session.live_speakers is not None and session.live_speakers.count.bounds() == want
+        assert session.config.speakers is None and not session.config.diarize
+        session.close()

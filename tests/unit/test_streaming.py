@@ -246,3 +246,43 @@ def test_a_pooled_live_timeline_equals_analyze_with_its_chunks(pipeline, shared:
     assert result.settings["timeline"]["chunk_s"] == cfg.STREAM_POOLED_CHUNK_S
     # a window's lag counts from its own last sample: it includes the wait for its chunk
     assert all(w.lag_s >= 0 for w in windows)
+
+
+@pytest.mark.slow
+def test_recognising_early_gives_the_same_sentences(pipeline, shared: Path) -> None:  # type: ignore[no-untyped-def]
+    """With a background recogniser, a region followed by ``early_asr_s`` of silence is
+    recognised before it closes; when it closes unchanged that result is used, so the sentences
+    are exactly those of a session that waits for the close."""
+    from emoflow.audio.io import load_audio
+    from emoflow.streaming import StreamSession
+
+    samples = load_audio(shared / "audio" / "speech" / "interview.wav").samples
+    runs = {}
+    for early in (0.35, None):
+        session = StreamSession(pipeline, 16000, background=True, early_asr_s=early)
+        events = stream_in_chunks(session, samples, seed=4, low=400, high=2400)
+        runs[early] = ([r.sentence for e in events if e.type == "sentence" for r in e.sentences], events[-1])
+    (live, end), (waited, end_waited) = runs[0.35], runs[None]
+    assert [(s.text, s.span) for s in live] == [(s.text, s.span) for s in waited] and len(live) == 5
+    assert end.summary["early_asr"]["used"] >= 3  # the interview's pauses are longer than 0.6 s
+    assert end_waited.summary["early_asr"] == {"used": 0, "discarded": 0}
+    assert end.result.to_dict()["sentences"] == end_waited.result.to_dict()["sentences"]
+
+
+def test_odd_samples_and_settings_are_refused_or_read_right(pipeline) -> None:  # type: ignore[no-untyped-def]
+    from emoflow.errors import AudioError, ConfigError
+    from emoflow.streaming import StreamSession
+
+    s = StreamSession(pipeline, 16000)
+    with pytest.raises(AudioError, match="float samples must lie about -1..1, got 1e"):
+        s.feed(np.full(1600, 1e30, np.float32))  # finite, but the models would give NaN
+    u8 = s._mono(np.array([0, 128, 255], np.uint8))  # offset binary: centred, not 0..1
+    assert np.allclose(u8, [-1.0, 0.0, 1.0], atol=0.01)
+    for kwargs, said in [
+        ({"asr_context_s": float("nan")}, "asr_context_s must be from 0 to 30 s"),
+        ({"asr_context_s": -5}, "asr_context_s must be from 0 to 30 s"),
+        ({"max_segment_s": 0.01}, "max_segment_s must be from 1 to 30 s"),
+        ({"early_asr_s": 0.7}, "early_asr_s must be from 0.3 s up to end_silence_s (0.6 s)"),
+    ]:
+        with pytest.raises(ConfigError, match=re.escape(said)):
+            StreamSession(pipeline, 16000, **kwargs)

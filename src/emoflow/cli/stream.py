@@ -26,6 +26,8 @@ if TYPE_CHECKING:
 
 MAX_MESSAGE = 2**30  # bytes: the largest message taken from a server (websockets' default: 1 MiB)
 EVENT_TIMEOUT_S = 600.0  # no event for this long: the server is gone
+# without --realtime: audio sent ahead of the server's latest window (its buffer holds 30 s)
+AHEAD_S = 10.0
 
 
 def _line(ev: dict[str, Any]) -> str:
@@ -174,13 +176,47 @@ def _remote(
     failed: list[str] = []
     end: dict[str, Any] | None = None
     blob: bytes | None = None
+    # without --realtime the file goes as fast as the server takes it: at most ``ahead`` seconds
+    # beyond the end of its latest window (the audio it has analysed), so its buffer never fills
+    progress = {"done_s": 0.0, "ahead_s": AHEAD_S, "started": 0.0}
+    moved, stop = threading.Condition(), threading.Event()
+
+    def advance(ev: dict[str, Any]) -> None:
+        with moved:
+            if ev["type"] == "started":
+                # the next window needs this much beyond the latest (pooled: its chunk and context)
+                step = ev["hop_s"] + (ev.get("chunk_s", 8.0) + 0.5 if ev.get("timeline") == "pooled" else 0.0)
+                least = max(ev["window_s"], step) + 0.5
+                room = 0.8 * ev.get("max_buffered_s", 30.0)  # within the server's buffer for queued audio
+                progress["ahead_s"] = max(least, min(AHEAD_S, room))
+                progress["started"] = 1.0
+            elif ev["type"] == "window":
+                progress["done_s"] = max(progress["done_s"], ev["end"])
+            moved.notify_all()
+
+    def wait_for_server(sent_s: float) -> None:
+        with moved:
+            moved.wait_for(
+                lambda: (
+                    stop.is_set()
+                    or (progress["started"] and sent_s - progress["done_s"] <= progress["ahead_s"])
+                ),
+                timeout=EVENT_TIMEOUT_S,
+            )
+
     with ws:
 
         def send() -> None:
             try:  # a server that refuses the stream (1013: too many) may close before the start
                 ws.send(StreamStart(rate, "f32le", 1).to_json())
+                sent = 0
                 for c in _paced(chunks, rate, realtime):
+                    if not realtime:
+                        wait_for_server(sent / rate)
+                    if stop.is_set():
+                        return
                     ws.send(encode_frame(c, "f32le"))
+                    sent += len(c)
                 ws.send('{"type": "end"}')
             except ConnectionClosed:
                 pass
@@ -199,6 +235,7 @@ def _remote(
                         data = ws.recv(timeout=EVENT_TIMEOUT_S)
                         blob = data if isinstance(data, bytes) else None
                 else:
+                    advance(ev)
                     show(ev)
         except ConnectionClosed as e:
             if end is None and not failed:  # closed without a word, e.g. 1013: too many streams
@@ -207,6 +244,10 @@ def _remote(
                 failed.append(f"{reason} (close code {code}, before the end of the stream)")
         except TimeoutError:
             failed.append(f"no event from the server for {EVENT_TIMEOUT_S:g} s")
+        finally:
+            with moved:
+                stop.set()
+                moved.notify_all()
         sender.join(timeout=10)
     return end, blob, failed[-1] if failed else None
 

@@ -142,13 +142,13 @@ class _Sender:
     async def send(self, d: dict[str, Any]) -> None:
         async with self.lock:
             if self.open:
-                await self.ws.send_text(json.dumps(d, ensure_ascii=False))
+                await self.ws.send_text(json.dumps(d, ensure_ascii=False, allow_nan=False))  # strict JSON
 
     async def send_end(self, d: dict[str, Any], blob: bytes) -> None:
         """The ``end`` event and, right after it, the embeddings (nothing can come between)."""
         async with self.lock:
             if self.open:
-                await self.ws.send_text(json.dumps(d, ensure_ascii=False))
+                await self.ws.send_text(json.dumps(d, ensure_ascii=False, allow_nan=False))  # strict JSON
                 await self.ws.send_bytes(blob)
 
     async def error(self, message: str, code: int = CLOSE_POLICY) -> _Closed:
@@ -207,6 +207,10 @@ async def _serve(
             "channels": start.channels,
             "window_s": tl.window_s,
             "hop_s": tl.hop_s,
+            "timeline": tl.mode,
+            "chunk_s": tl.chunk_s,
+            "max_buffered_s": lim.max_buffered_s,
+            "diarizer": "ge2e" if session.live_speakers is not None else None,
             "labels": list(session.encoder.labels),
             "end_silence_s": start.end_silence_s,
         }

@@ -336,13 +336,16 @@ class LiveSpeakers:
         return sorted(out, key=lambda t: (t.start, t.end))
 
     def result(self) -> Diarization:
-        """The whole stream's diarisation, labels renumbered by first appearance (as offline)."""
+        """The whole stream's diarisation from the last clustering, with the labels the stream
+        showed (kept across re-clusterings), not renumbered: speakers.csv and the RTTM name the
+        speakers as the live events did."""
         with self._lock:
             turns = self._all_turns()
             backend = {"backend": "ge2e", "live": True, "requested": self.requested}
             backend |= {"model": self.diarizer.provenance().to_dict(), **self.count.to_dict()}
             backend |= {"estimated_speakers": self._estimated if turns else 0, "items": len(self._items)}
-            return Diarization.from_turns(turns, backend)
+            speakers = tuple(dict.fromkeys(t.speaker for t in turns))  # in order of first appearance
+            return Diarization(tuple(turns), speakers, backend)
 
 
 def _shift(span: TimeSpan, offset: float) -> TimeSpan:
