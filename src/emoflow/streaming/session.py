@@ -7,9 +7,11 @@ typed events (:mod:`emoflow.streaming.events`) as soon as their audio is complet
   chunks of ``analyze``'s pooled pass as their audio (and context) arrived, with chunks of
   ``STREAM_POOLED_CHUNK_S`` (3 s) live. So the ``window`` events equal the offline timeline of
   the same recording and settings.
-* sentences: the stream's VAD (:class:`~emoflow.streaming.vad.Endpointer`) closes a speech
-  region after ``end_silence_s`` of silence; the region goes through the pipeline's stages
-  (:func:`~emoflow.streaming.segments.analyse_segment`).
+* sentences (:class:`~emoflow.streaming.sentences.LiveSentences`): the stream's VAD
+  (:class:`~emoflow.streaming.vad.Endpointer`) closes a speech region after ``end_silence_s``
+  of silence; the region goes through the pipeline's stages
+  (:func:`~emoflow.streaming.segments.analyse_segment`), started early with a background
+  recogniser; with ``diarize``, their speakers from :class:`~emoflow.streaming.speakers.LiveSpeakers`.
 * the end: the whole :class:`~emoflow.results.Result`, assembled by ``stage_assemble``.
 
 Audio is never dropped: ``feed`` does the work its audio completes before returning (a caller
@@ -23,9 +25,7 @@ probabilities of the open speech region.
 from __future__ import annotations
 
 import time
-from collections import deque
-from concurrent.futures import Future, ThreadPoolExecutor
-from dataclasses import dataclass, replace
+from dataclasses import replace
 from typing import TYPE_CHECKING
 
 import numpy as np
@@ -36,17 +36,17 @@ from emoflow.errors import AudioError, ConfigError
 from emoflow.fusion.voice_head import voice_from_fusion
 from emoflow.pipeline import MIN_SAMPLES, Pipeline
 from emoflow.results import SourceInfo
-from emoflow.streaming.events import EndEvent, Event, SentenceEvent, WindowEvent
-from emoflow.streaming.segments import KnownRegions, SegmentResult, analyse_segment, joined_transcript
-from emoflow.streaming.vad import Endpointer, Segment
+from emoflow.streaming.events import EndEvent, Event, WindowEvent
+from emoflow.streaming.segments import KnownRegions, joined_transcript
+from emoflow.streaming.sentences import SEGMENT_PAD_S, LiveSentences
+from emoflow.streaming.vad import Endpointer
 from emoflow.streaming.windows import LiveTimeline
-from emoflow.types import EmotionScores, TimeSpan, VoiceAnalysis, seconds_to_samples
+from emoflow.types import EmotionScores, VoiceAnalysis
 from emoflow.work import Work
 
 if TYPE_CHECKING:
     from emoflow.streaming.speakers import LiveSpeakers
 
-SEGMENT_PAD_S = cfg.STREAM_SEGMENT_PAD_S  # audio kept around a speech segment for the recogniser
 MAX_FLOAT_SAMPLE = 1e3  # float samples beyond this are not audio scaled to -1..1
 
 
@@ -149,18 +149,16 @@ class StreamSession:
         self._audio = SampleBuffer(TARGET_RATE * 60)
         self._vad = Endpointer(end_silence_s, max_segment_s or self.config.asr.max_segment_s)
         self.windows = LiveTimeline(self.encoder, self.timeline_config)  # exact or pooled
-        self._segments: list[SegmentResult] = []
-        self._sentences = 0
-        self._pending: deque[tuple[TimeSpan, float, Future[SegmentResult]]] = deque()
-        self._worker = ThreadPoolExecutor(1, thread_name_prefix="emoflow-stream") if background else None
-        self._segments_end = 0  # samples given to the recogniser so far
-        self._group: list[TimeSpan] = []  # the speech regions of the recogniser's context
-        self._group_from = 0  # the first sample of that context
+        self.sentences = LiveSentences(
+            self.pipeline,
+            self._known,
+            background=background,
+            asr_context_s=asr_context_s,
+            early_asr_s=early_asr_s,
+            speakers=self.live_speakers,
+        )
         self.early_asr_s = early_asr_s
-        self._guess: tuple[_Plan, Future[SegmentResult]] | None = None  # recognition started early
-        self.early = {"used": 0, "discarded": 0}
-        self.timings: dict[str, float] = {}
-        self.lags: dict[str, list[float]] = {"window": self.windows.lags, "sentence": []}
+        self.lags: dict[str, list[float]] = {"window": self.windows.lags, "sentence": self.sentences.lags}
         self.finished = False
         self._t0 = time.monotonic()
 
@@ -208,10 +206,8 @@ class StreamSession:
                 f"{self.name}: the stream is only {n} samples ({n / TARGET_RATE * 1000:.1f} ms) long; "
                 f"the analysis needs at least {MIN_SAMPLES / TARGET_RATE * 1000:.0f} ms"
             )
-        events += self._sentences_of(self._vad.finish(), arrived)
-        events += self.poll(wait=True)
-        if self._worker is not None:
-            self._worker.shutdown(wait=True)
+        events += self.sentences.closed(self._vad.finish(), None, self._audio.data, self._audio.n, arrived)
+        events += self.sentences.finish()
         events += self._voice_head(self.windows.finish(self._audio.data, self._audio.n, arrived))
         events.append(self._end(arrived))
         return events
@@ -219,8 +215,7 @@ class StreamSession:
     def close(self) -> None:
         """Stop without an ``end`` (the client went away): the background recogniser stops."""
         self.finished = True
-        if self._worker is not None:
-            self._worker.shutdown(wait=False, cancel_futures=True)
+        self.sentences.close()
 
     def _mono(self, chunk: np.ndarray) -> np.ndarray:
         a = np.asarray(chunk)
@@ -262,113 +257,36 @@ class StreamSession:
             return []
         self._audio.append(mono)
         events: list[Event] = self._voice_head(self.windows.add(self._audio.data, self._audio.n, arrived))
-        events += self._sentences_of(self._vad.feed(mono), arrived)
+        closed = self._vad.feed(mono)
+        early = self._vad.open_segment(self.early_asr_s) if self.early_asr_s is not None else None
+        events += self.sentences.closed(closed, early, self._audio.data, self._audio.n, arrived)
         return events
-
-    # ---- sentences ----------------------------------------------------------------------
-    def _sentences_of(self, segments: list[Segment], arrived: float) -> list[Event]:
-        for seg in segments:
-            plan = self._plan(seg)
-            self._segments_end = plan.b
-            if plan.b - plan.new_from < MIN_SAMPLES:
-                continue
-            self._group, self._group_from = list(plan.group), plan.group_from
-            guessed = self._guess
-            self._guess = None
-            if guessed is not None and guessed[0] == plan:  # started early: the same input
-                self.early["used"] += 1
-                fut = guessed[1]
-            else:
-                if guessed is not None and not guessed[1].cancel():
-                    self.early["discarded"] += 1
-                fut = self._recognise(plan)
-            self._pending.append((seg.span, arrived, fut))
-        self._start_early()
-        return self.poll()
-
-    def _plan(self, seg: Segment) -> _Plan:
-        """What the recogniser gets for ``seg`` (the session's state is not changed): the audio
-        ``[a, b)`` with its pads and context, grouped as ``analyze`` groups regions into pieces."""
-        span = seg.span
-        new_from = max(self._segments_end, seconds_to_samples(span.start - SEGMENT_PAD_S, TARGET_RATE))
-        b = min(self._audio.n, seconds_to_samples(span.end + SEGMENT_PAD_S, TARGET_RATE))
-        asr, g = self.config.asr, self._group
-        if g and span.start - g[-1].end < asr.max_gap_s and span.end - g[0].start <= asr.max_segment_s:
-            group, group_from = (*g, *seg.regions), self._group_from
-        else:
-            group, group_from = tuple(seg.regions), new_from
-        a = max(group_from, new_from - round(self.asr_context_s * TARGET_RATE))
-        return _Plan(a, b, new_from, group, group_from)
-
-    def _recognise(self, plan: _Plan) -> Future[SegmentResult]:
-        job = (self.pipeline, self._known, self._audio.data[plan.a : plan.b].copy(), plan.a / TARGET_RATE)
-        spk = None
-        if self.live_speakers is not None:  # the speaker model hears some audio before the segment
-            s_from = max(0, plan.new_from - round(self.live_speakers.context_s * TARGET_RATE))
-            spk = (self.live_speakers, self._audio.data[s_from : plan.b].copy(), s_from / TARGET_RATE)
-        args = (*job, list(plan.group), 0, plan.new_from / TARGET_RATE, spk)
-        if self._worker is None:
-            return _done(analyse_segment(*args))
-        # the recogniser runs beside the windows: they are not held up by it
-        return self._worker.submit(analyse_segment, *args)
-
-    def _start_early(self) -> None:
-        """With a background recogniser: once the open segment's speech has been followed by
-        ``early_asr_s`` of silence (and its pad has arrived), start recognising it; when the
-        segment closes with the same input, that result is used (``early["used"]``), else it is
-        dropped (``early["discarded"]``: the speaker went on). Not with live speakers (their
-        state changes with each segment)."""
-        if self._worker is None or self.early_asr_s is None or self.live_speakers is not None:
-            return
-        seg = self._vad.open_segment(self.early_asr_s)
-        if seg is None or self._audio.n < seconds_to_samples(seg.span.end + SEGMENT_PAD_S, TARGET_RATE):
-            return
-        plan = self._plan(seg)
-        if plan.b - plan.new_from < MIN_SAMPLES or (self._guess is not None and self._guess[0] == plan):
-            return
-        if self._guess is not None and not self._guess[1].cancel():
-            self.early["discarded"] += 1
-        self._guess = (plan, self._recognise(plan))
 
     def poll(self, wait: bool = False) -> list[Event]:
         """Sentence events finished by the background recogniser (``background=True``), in
         order; ``wait``: wait for all of them."""
-        out: list[Event] = []
-        while self._pending and (wait or self._pending[0][2].done()):
-            span, arrived, fut = self._pending.popleft()
-            part = fut.result()
-            part.rows = [
-                replace(r, sentence=replace(r.sentence, index=self._sentences + i))
-                for i, r in enumerate(part.rows)
-            ]
-            for k, v in part.timings.items():
-                self.timings[k] = self.timings.get(k, 0.0) + v
-            self._segments.append(part)
-            self._sentences += len(part.rows)
-            if part.rows:
-                ev = SentenceEvent(span, tuple(part.rows), time.monotonic() - arrived)
-                self.lags["sentence"].append(ev.lag_s)
-                out.append(ev)
-        return out
+        return self.sentences.poll(wait)
 
     # ---- the end ------------------------------------------------------------------------
     def _end(self, arrived: float) -> EndEvent:
         utterance = self.windows.utterance()  # as analyze's, from the voice side of the stream
         assert utterance is not None  # a finished timeline always has one
-        self.timings["audio_emotion"] = self.timings.get("audio_emotion", 0.0) + self.windows.compute_s
+        timings = dict(self.sentences.timings)
+        timings["audio_emotion"] = timings.get("audio_emotion", 0.0) + self.windows.compute_s
+        parts = self.sentences.segments
         audio = Audio(self._audio.result(), source_rate=self.sample_rate, source_channels=self.channels)
         enc = self.encoder
         w = self.windows.windows
         work = Work(audio)
         work.audio = audio
         work.info = SourceInfo(None, None, round(audio.duration, 6), self.sample_rate, self.channels)
-        work.transcript = joined_transcript(self._segments)
-        work.sentences = [r.sentence for p in self._segments for r in p.rows]
-        work.text_scores = [r.text_emotion for p in self._segments for r in p.rows]
-        work.sequences = [r.sequence for p in self._segments for r in p.rows]
-        work.audio_scores = [r.audio_emotion for p in self._segments for r in p.rows]
-        work.text_emb = _stack([p.text_emb for p in self._segments], self.pipeline.sequence_embedder.dim)
-        work.audio_emb = _stack([p.audio_emb for p in self._segments], enc.dim)
+        work.transcript = joined_transcript(parts)
+        work.sentences = [r.sentence for p in parts for r in p.rows]
+        work.text_scores = [r.text_emotion for p in parts for r in p.rows]
+        work.sequences = [r.sequence for p in parts for r in p.rows]
+        work.audio_scores = [r.audio_emotion for p in parts for r in p.rows]
+        work.text_emb = _stack([p.text_emb for p in parts], self.pipeline.sequence_embedder.dim)
+        work.audio_emb = _stack([p.audio_emb for p in parts], enc.dim)
         # an encoder without a head: utterance and timeline scored by the audio-only fusion model
         voice = voice_from_fusion(
             VoiceAnalysis((), utterance, self.windows.timeline(), "exact", "float32"), self.pipeline.fusion
@@ -376,7 +294,7 @@ class StreamSession:
         utterance = work.utterance = voice.utterance
         work.timeline = voice.timeline
         work.voice = {"span_method": "exact", "dtype": getattr(enc, "dtype_name", "float32")}
-        work.timings = dict(self.timings)
+        work.timings = timings
         if self.live_speakers is not None:  # the final clustering: sentences relabelled, not cut again
             from emoflow.streaming.speakers import relabel
 
@@ -391,7 +309,7 @@ class StreamSession:
                 k: round(v, 6) for k, v in zip(utterance.scores.labels, utterance.scores.scores, strict=True)
             },
             "lag_s": {k: _lag_summary(v) for k, v in self.lags.items()},
-            "early_asr": dict(self.early),
+            "early_asr": dict(self.sentences.early),
             "wall_s": round(time.monotonic() - self._t0, 3),
         }
         return EndEvent(summary, result, time.monotonic() - arrived)
@@ -407,27 +325,6 @@ class StreamSession:
             replace(w, scores=EmotionScores(fusion.labels, tuple(float(x) for x in p)))
             for w, p in zip(windows, probs, strict=True)
         ]
-
-    def _time(self, stage: str, t0: float) -> None:
-        self.timings[stage] = self.timings.get(stage, 0.0) + time.perf_counter() - t0
-
-
-@dataclass(frozen=True)
-class _Plan:
-    """A segment's input to the recogniser: samples ``[a, b)``, its new speech from ``new_from``,
-    the speech regions of the context group and where that group starts."""
-
-    a: int
-    b: int
-    new_from: int
-    group: tuple[TimeSpan, ...]
-    group_from: int
-
-
-def _done(value: SegmentResult) -> Future[SegmentResult]:
-    f: Future[SegmentResult] = Future()
-    f.set_result(value)
-    return f
 
 
 def _stack(parts: list[np.ndarray], dim: int) -> np.ndarray:
