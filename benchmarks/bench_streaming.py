@@ -15,6 +15,7 @@ replica for the voice side). Record the machine's load (``uptime``) with the fig
 
     python benchmarks/bench_streaming.py [--seconds 40] [--streams 4] [--threads 1] [--full]
         [--asr-backend transformers|faster-whisper] [--asr-context 8] [--timeline exact|pooled]
+        [--early-asr 0.35 | -1]
 """
 
 from __future__ import annotations
@@ -71,10 +72,12 @@ def pipeline(full: bool, backend: str = "transformers", timeline: str = "exact")
     return p
 
 
-def one_stream(p: Any, audio: np.ndarray, out: dict[str, Any], start: float, context: float) -> None:
+def one_stream(
+    p: Any, audio: np.ndarray, out: dict[str, Any], start: float, context: float, early: float | None = 0.35
+) -> None:
     from emoflow.streaming import StreamSession
 
-    s = StreamSession(p, 16000, background=True, asr_context_s=context)
+    s = StreamSession(p, 16000, background=True, asr_context_s=context, early_asr_s=early)
     step, late, window_lat, sentence_lat, closed_lag = 1600, 0.0, [], [], []
     t0 = start
 
@@ -93,8 +96,10 @@ def one_stream(p: Any, audio: np.ndarray, out: dict[str, Any], start: float, con
         late = max(late, time.monotonic() - due)
         take(s.feed(audio[i : i + step], arrived=due))
     take(s.poll())
-    take(s.finish())
+    ends = s.finish()
+    take(ends)
     out.update(window=window_lat, sentence=sentence_lat, closed=closed_lag, late=late)
+    out.update(early=ends[-1].summary["early_asr"])
 
 
 def warm_up(p: Any) -> float:
@@ -115,12 +120,12 @@ def pct(xs: list[float], q: float) -> float | None:
     return round(float(np.percentile(xs, q)), 3) if xs else None
 
 
-def run(p: Any, n: int, seconds: float, context: float) -> list[dict[str, Any]]:
+def run(p: Any, n: int, seconds: float, context: float, early: float | None) -> list[dict[str, Any]]:
     audio = speech(seconds)
     outs: list[dict[str, Any]] = [{} for _ in range(n)]
     start = time.monotonic() + 0.5
     threads = [
-        threading.Thread(target=one_stream, args=(p, audio, outs[k], start, context)) for k in range(n)
+        threading.Thread(target=one_stream, args=(p, audio, outs[k], start, context, early)) for k in range(n)
     ]
     for t in threads:
         t.start()
@@ -148,7 +153,14 @@ def main() -> None:
         default="exact",
         help="live windows: each through the voice model alone, or pooled from 3 s chunks",
     )
+    ap.add_argument(
+        "--early-asr",
+        type=float,
+        default=0.35,
+        help="StreamSession's early_asr_s (a negative value: off, recognise once a region closed)",
+    )
     args = ap.parse_args()
+    early = None if args.early_asr < 0 else args.early_asr
     torch.set_num_threads(args.threads)
     p = pipeline(args.full, args.asr_backend, args.timeline)
     warm = warm_up(p)
@@ -159,13 +171,14 @@ def main() -> None:
         "seconds": args.seconds,
         "asr_context_s": args.asr_context,
         "asr_backend": args.asr_backend,
+        "early_asr_s": early,
         "timeline": args.timeline,
         "torch_threads": args.threads,
         "warm_up_s": warm,
         "runs": [],
     }
     for n in range(1, args.streams + 1):
-        outs = run(p, n, args.seconds, args.asr_context)
+        outs = run(p, n, args.seconds, args.asr_context, early)
         win = [x for o in outs for x in o.get("window", [])]
         sen = [x for o in outs for x in o.get("sentence", [])]
         closed = [x for o in outs for x in o.get("closed", [])]
@@ -178,6 +191,7 @@ def main() -> None:
             "sentence_from_speech_end_p95_s": pct(sen, 95),
             "sentence_after_close_p95_s": pct(closed, 95),
             "feed_late_max_s": round(late, 3),
+            "early_asr": [o.get("early") for o in outs],
         }
         row["keeps_up"] = (
             late <= 1.0
