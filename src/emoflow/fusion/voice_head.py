@@ -18,27 +18,33 @@ if TYPE_CHECKING:
     from emoflow.fusion.train import FusionClassifier
 
 
+def voice_scores(
+    fusion: FusionClassifier | None, scored: EmotionScores, embeddings: list[np.ndarray]
+) -> list[EmotionScores] | None:
+    """Scores of voice ``embeddings`` from ``fusion`` when the encoder gave none (``scored``: one
+    of its results, empty labels) and the fusion model scores voices; else ``None`` (keep the
+    encoder's). The one rule for analyze's voice side and a live stream's windows and sentences."""
+    if not embeddings or scored.labels or fusion is None or not fusion.scores_voice:
+        return None
+    probs = fusion.voice_probabilities(np.stack(embeddings))
+    return [EmotionScores(fusion.labels, tuple(float(x) for x in row)) for row in probs]
+
+
 def voice_from_fusion(voice: VoiceAnalysis, fusion: FusionClassifier | None) -> VoiceAnalysis:
     """``voice`` with scores from ``fusion`` where the encoder gave none and the fusion model
     scores voices; otherwise ``voice`` unchanged."""
-    if voice.utterance.scores.labels or fusion is None or not fusion.scores_voice:
+    items = [*voice.spans, voice.utterance]
+    scores = voice_scores(fusion, voice.utterance.scores, [a.embedding for a in items])
+    if scores is None or fusion is None:
         return voice
     labels = fusion.labels
-
-    def scored(a: AudioEmotion, row: np.ndarray) -> AudioEmotion:
-        return AudioEmotion(EmotionScores(labels, tuple(float(x) for x in row)), a.embedding)
-
-    items = [*voice.spans, voice.utterance]
-    probs = fusion.voice_probabilities(np.stack([a.embedding for a in items]))
     t = voice.timeline
-    t_probs = (
-        fusion.voice_probabilities(t.embeddings)
-        if len(t.embeddings)
-        else np.zeros((0, len(labels)), np.float32)
-    )
+    t_scores = voice_scores(fusion, voice.utterance.scores, list(t.embeddings)) or []
+    t_probs = np.array([x.scores for x in t_scores], np.float32).reshape(len(t_scores), len(labels))
+    scored = [AudioEmotion(sc, a.embedding) for a, sc in zip(items, scores, strict=True)]
     return replace(
         voice,
-        spans=tuple(scored(a, p) for a, p in zip(voice.spans, probs[:-1], strict=True)),
-        utterance=scored(voice.utterance, probs[-1]),
-        timeline=replace(t, labels=labels, scores=np.asarray(t_probs, np.float32)),
+        spans=tuple(scored[:-1]),
+        utterance=scored[-1],
+        timeline=replace(t, labels=labels, scores=t_probs),
     )

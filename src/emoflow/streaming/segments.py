@@ -129,16 +129,13 @@ def analyse_segment(
 
 def voice_head(pipeline: Pipeline, voice: list[AudioEmotion]) -> list[AudioEmotion]:
     """Voice scores of an encoder without a head from the pipeline's ``audio-only`` fusion
-    model, as ``analyze`` gives them (:func:`~emoflow.fusion.voice_head.voice_from_fusion`)."""
-    fusion = pipeline.fusion
-    if not voice or voice[0].scores.labels or fusion is None or not fusion.scores_voice:
+    model, as ``analyze`` gives them (:func:`~emoflow.fusion.voice_head.voice_scores`)."""
+    from emoflow.fusion.voice_head import voice_scores
+
+    scores = voice_scores(pipeline.fusion, voice[0].scores, [v.embedding for v in voice]) if voice else None
+    if scores is None:
         return voice
-    probs = fusion.voice_probabilities(np.stack([v.embedding for v in voice]))
-    labels = fusion.labels
-    return [
-        AudioEmotion(EmotionScores(labels, tuple(float(x) for x in p)), v.embedding)
-        for v, p in zip(voice, probs, strict=True)
-    ]
+    return [AudioEmotion(sc, v.embedding) for v, sc in zip(voice, scores, strict=True)]
 
 
 def empty_scores(labels: Sequence[str]) -> EmotionScores:

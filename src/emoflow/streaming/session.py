@@ -33,7 +33,7 @@ import numpy as np
 from emoflow import config as cfg
 from emoflow.audio.io import TARGET_RATE, Audio, SampleBuffer, check_finite
 from emoflow.errors import AudioError, ConfigError
-from emoflow.fusion.voice_head import voice_from_fusion
+from emoflow.fusion.voice_head import voice_from_fusion, voice_scores
 from emoflow.pipeline import MIN_SAMPLES, Pipeline
 from emoflow.results import SourceInfo
 from emoflow.streaming.events import EndEvent, Event, WindowEvent
@@ -41,7 +41,7 @@ from emoflow.streaming.segments import KnownRegions, joined_transcript
 from emoflow.streaming.sentences import SEGMENT_PAD_S, LiveSentences
 from emoflow.streaming.vad import Endpointer
 from emoflow.streaming.windows import LiveTimeline
-from emoflow.types import EmotionScores, VoiceAnalysis
+from emoflow.types import VoiceAnalysis
 from emoflow.work import Work
 
 if TYPE_CHECKING:
@@ -317,14 +317,14 @@ class StreamSession:
     def _voice_head(self, windows: list[WindowEvent]) -> list[Event]:
         """Window scores of an encoder without a head from the pipeline's ``audio-only`` fusion
         model (as ``analyze``'s timeline gets them); otherwise the windows as they are."""
-        fusion = self.pipeline.fusion
-        if not windows or windows[0].scores.labels or fusion is None or not fusion.scores_voice:
+        scores = (
+            voice_scores(self.pipeline.fusion, windows[0].scores, [w.embedding for w in windows])
+            if windows
+            else None
+        )
+        if scores is None:
             return list(windows)
-        probs = fusion.voice_probabilities(np.stack([w.embedding for w in windows]))
-        return [
-            replace(w, scores=EmotionScores(fusion.labels, tuple(float(x) for x in p)))
-            for w, p in zip(windows, probs, strict=True)
-        ]
+        return [replace(w, scores=sc) for w, sc in zip(windows, scores, strict=True)]
 
 
 def _stack(parts: list[np.ndarray], dim: int) -> np.ndarray:
